@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: see `hac_wire::fuzzing::tcp_options` for the invariant it asserts.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| hac_wire::fuzzing::tcp_options(data));

@@ -1,0 +1,2 @@
+//! Benchmarks live in `benches/`; this crate has no library code of its own.
+#![forbid(unsafe_code)]
