@@ -39,5 +39,9 @@ pub(crate) fn set_u64(b: &mut [u8], off: usize, v: u64) {
 /// Length check: `Ok(())` when `b` holds at least `n` bytes.
 #[inline(always)]
 pub(crate) fn need(b: &[u8], n: usize) -> crate::Result<()> {
-    if b.len() >= n { Ok(()) } else { Err(crate::Error::Truncated) }
+    if b.len() >= n {
+        Ok(())
+    } else {
+        Err(crate::Error::Truncated)
+    }
 }

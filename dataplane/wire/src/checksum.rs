@@ -142,14 +142,18 @@ pub fn ipv6_pseudo_header(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u3
 #[must_use]
 pub fn tcp_ipv4(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
     let len = u16::try_from(segment.len()).unwrap_or(u16::MAX);
-    ipv4_pseudo_header(src, dst, PROTO_TCP, len).add_bytes(segment).finish()
+    ipv4_pseudo_header(src, dst, PROTO_TCP, len)
+        .add_bytes(segment)
+        .finish()
 }
 
 /// Full TCP checksum over IPv6 (same conventions as [`tcp_ipv4`]).
 #[must_use]
 pub fn tcp_ipv6(src: Ipv6Addr, dst: Ipv6Addr, segment: &[u8]) -> u16 {
     let len = u32::try_from(segment.len()).unwrap_or(u32::MAX);
-    ipv6_pseudo_header(src, dst, PROTO_TCP, len).add_bytes(segment).finish()
+    ipv6_pseudo_header(src, dst, PROTO_TCP, len)
+        .add_bytes(segment)
+        .finish()
 }
 
 /// RFC 1624 eqn. 3: the new checksum field after a 16-bit word of the covered data
@@ -239,8 +243,14 @@ mod tests {
     fn odd_split_equals_whole() {
         let data: [u8; 13] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
         for split in 0..data.len() {
-            let a = Checksum::new().add_bytes(&data[..split]).add_bytes(&data[split..]);
-            assert_eq!(a.fold(), Checksum::new().add_bytes(&data).fold(), "split {split}");
+            let a = Checksum::new()
+                .add_bytes(&data[..split])
+                .add_bytes(&data[split..]);
+            assert_eq!(
+                a.fold(),
+                Checksum::new().add_bytes(&data).fold(),
+                "split {split}"
+            );
         }
     }
 

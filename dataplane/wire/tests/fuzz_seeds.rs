@@ -5,7 +5,9 @@ use std::fs;
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -18,7 +20,11 @@ fn replay(target: &str, check: fn(&[u8])) {
         }
         let data = fs::read(&path).unwrap();
         let r = std::panic::catch_unwind(|| check(&data));
-        assert!(r.is_ok(), "{target}: seed {} violates the invariant", path.display());
+        assert!(
+            r.is_ok(),
+            "{target}: seed {} violates the invariant",
+            path.display()
+        );
         n += 1;
     }
     assert!(n >= 8, "{target}: only {n} seeds in {}", dir.display());

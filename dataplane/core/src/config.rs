@@ -1,0 +1,128 @@
+//! Engine configuration: what the control plane hands to every shard. Validated whole
+//! by [`EngineConfig::validate`] before an engine is built from it.
+
+use core::net::IpAddr;
+use core::time::Duration;
+
+use crate::pool::PoolConfig;
+
+/// Configuration of the translation engine (one copy per shard).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The converter's service addresses (RFC 8803 §4.1: the address the client is
+    /// configured with). Convert SYNs must be addressed to one of them.
+    pub service_addrs: Vec<IpAddr>,
+    /// The converter's TCP port (RFC 8803 §10: no IANA port; configurable).
+    pub service_port: u16,
+    /// External address pools (address-sharing mode, RFC 8803 §4.4).
+    pub pool: PoolConfig,
+    /// How long a pending Convert request waits for the server's SYN-ACK before the
+    /// client gets SYN-ACK + Error 65 (Linux drops MP_CAPABLE after two SYN timeouts,
+    /// so keep this ≤ ~2.5 s; field-notes §8 of the brief).
+    pub syn_timeout: Duration,
+    /// Established idle timeout (RFC 5382 REQ-5: ≥ 2 h 4 min).
+    pub established_idle: Duration,
+    /// Transitory timeout (half-open, closing; RFC 5382 REQ-5 / RFC 7857 §2.1: 4 min).
+    pub transitory_idle: Duration,
+    /// Pending Convert requests allowed per client address per shard (RFC 8803 §9.3).
+    pub max_pending_per_client: u32,
+    /// Connections per shard (binding-table capacity).
+    pub max_connections: usize,
+    /// Bytes of application data after the Convert TLVs that the engine holds per
+    /// pending connection until the server has answered (RFC 8803 §4.3). A SYN with
+    /// more is refused (Error 64) rather than acknowledged without delivery.
+    pub max_syn_app_data: usize,
+    /// Ask for DSS checksums (flag A in our SYN-ACK, RFC 8684 §3.1). Checksums are used
+    /// when either side asks.
+    pub dss_checksum: bool,
+    /// Refuse destinations in private ranges (RFC 1918, ULA) with Not Authorized (32).
+    pub deny_private_destinations: bool,
+    /// Largest MSS announced to servers (before the clamp for MPTCP option room).
+    pub mss_v4: u16,
+    /// Largest MSS announced to servers over IPv6.
+    pub mss_v6: u16,
+    /// Initial retransmission timeout for bytes the engine originates (RFC 6298).
+    pub initial_rto: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            service_addrs: Vec::new(),
+            service_port: 5124,
+            pool: PoolConfig::default(),
+            syn_timeout: Duration::from_secs(2),
+            established_idle: Duration::from_secs(2 * 3600 + 4 * 60),
+            transitory_idle: Duration::from_secs(240),
+            max_pending_per_client: 64,
+            max_connections: 1 << 20,
+            max_syn_app_data: 1460,
+            dss_checksum: false,
+            deny_private_destinations: false,
+            mss_v4: 1460,
+            mss_v6: 1440,
+            initial_rto: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A configuration error, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl EngineConfig {
+    /// Checks the configuration as a whole.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        if self.service_addrs.is_empty() {
+            return err(
+                "service_addrs",
+                "at least one converter service address is required",
+            );
+        }
+        if self.service_port == 0 {
+            return err("service_port", "must not be 0");
+        }
+        if self.pool.prefixes.is_empty() {
+            return err("pool.prefixes", "at least one pool prefix is required");
+        }
+        if self.pool.port_lo == 0 || self.pool.port_lo > self.pool.port_hi {
+            return err("pool.port_lo", "port range must be non-empty and exclude 0");
+        }
+        if self.pool.block_size == 0 {
+            return err("pool.block_size", "must be at least 1");
+        }
+        if self.established_idle < Duration::from_secs(2 * 3600 + 4 * 60) {
+            return err(
+                "established_idle",
+                "RFC 5382 REQ-5 requires at least 2 h 4 min",
+            );
+        }
+        if self.transitory_idle < Duration::from_secs(240) {
+            return err("transitory_idle", "RFC 5382 REQ-5 requires at least 4 min");
+        }
+        if self.syn_timeout.is_zero() || self.syn_timeout > Duration::from_secs(30) {
+            return err("syn_timeout", "must be between 1 ms and 30 s");
+        }
+        if !(536..=9000).contains(&self.mss_v4) || !(1220..=9000).contains(&self.mss_v6) {
+            return err("mss", "mss_v4 must be 536..=9000 and mss_v6 1220..=9000");
+        }
+        if self.max_syn_app_data > 4096 {
+            return err("max_syn_app_data", "at most 4096 bytes");
+        }
+        Ok(())
+    }
+}

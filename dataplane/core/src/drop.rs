@@ -1,0 +1,152 @@
+//! Why the engine dropped a packet: a small `#[repr(u8)]` enum that indexes the
+//! per-shard counters (no allocation, no logging on the packet path).
+
+/// A drop reason. The discriminant indexes [`Counters::drops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// The IP or TCP header did not parse (truncated, bad lengths).
+    Malformed = 0,
+    /// Not IPv4/IPv6 TCP (or ICMP for a binding): nothing for the engine.
+    NotTcp,
+    /// An IP fragment: the converter does not reassemble (RFC 8803 clients never
+    /// fragment TCP; RFC 6888 REQ-14 concerns only UDP/ICMP).
+    Fragment,
+    /// A TCP option list that does not parse (RFC 9293 §3.1 option framing).
+    BadOptions,
+    /// An MPTCP option that does not parse (wrong length for its flags, unknown subtype).
+    BadMptcpOption,
+    /// Access-side packet for no binding and not a SYN to the converter service.
+    NoBinding,
+    /// Core-side packet for no binding (address-sharing mode drops these, RFC 8803 §4.4).
+    NoBindingCore,
+    /// A SYN to the converter port without any Convert TLV: ignored (RFC 8803 §6).
+    NoConvertMessage,
+    /// Too many pending Convert requests from this client (RFC 8803 §9.3).
+    PendingLimit,
+    /// The binding table of this shard is full.
+    TableFull,
+    /// A retransmitted SYN for a pending request: absorbed (the downstream SYN is
+    /// retransmitted by the engine, RFC 8803 §9.3).
+    SynRetransmit,
+    /// A client segment before the handshake finished that the engine cannot use yet.
+    HandshakeIncomplete,
+    /// Client data not covered by any DSS mapping (RFC 8684 §3.3.1).
+    UnmappedData,
+    /// A client segment outside the data-level window (RFC 8684 §3.3.4/§3.8).
+    OutOfWindow,
+    /// The DSS checksum did not verify (RFC 8684 §3.3.1; the subflow is reset).
+    DssChecksum,
+    /// The packet is not for this shard (the runtime must hand it over).
+    WrongShard,
+    /// Server segment for a connection whose client side is gone.
+    ClientGone,
+    /// An ICMP error that does not concern a binding.
+    IcmpNoBinding,
+    /// A packet for a connection already closed (late segment).
+    Closed,
+    /// The packet buffer lacked headroom/tailroom for the rewrite.
+    NoRoom,
+    /// A packet type the engine does not translate (e.g. MP_JOIN before multipath support).
+    Unsupported,
+}
+
+impl DropReason {
+    /// Number of reasons (size of the counter array).
+    pub const COUNT: usize = DropReason::Unsupported as usize + 1;
+
+    /// Every reason, in discriminant order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Malformed,
+        DropReason::NotTcp,
+        DropReason::Fragment,
+        DropReason::BadOptions,
+        DropReason::BadMptcpOption,
+        DropReason::NoBinding,
+        DropReason::NoBindingCore,
+        DropReason::NoConvertMessage,
+        DropReason::PendingLimit,
+        DropReason::TableFull,
+        DropReason::SynRetransmit,
+        DropReason::HandshakeIncomplete,
+        DropReason::UnmappedData,
+        DropReason::OutOfWindow,
+        DropReason::DssChecksum,
+        DropReason::WrongShard,
+        DropReason::ClientGone,
+        DropReason::IcmpNoBinding,
+        DropReason::Closed,
+        DropReason::NoRoom,
+        DropReason::Unsupported,
+    ];
+
+    /// A stable label for metrics (`reason="..."`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotTcp => "not_tcp",
+            DropReason::Fragment => "fragment",
+            DropReason::BadOptions => "bad_options",
+            DropReason::BadMptcpOption => "bad_mptcp_option",
+            DropReason::NoBinding => "no_binding",
+            DropReason::NoBindingCore => "no_binding_core",
+            DropReason::NoConvertMessage => "no_convert_message",
+            DropReason::PendingLimit => "pending_limit",
+            DropReason::TableFull => "table_full",
+            DropReason::SynRetransmit => "syn_retransmit",
+            DropReason::HandshakeIncomplete => "handshake_incomplete",
+            DropReason::UnmappedData => "unmapped_data",
+            DropReason::OutOfWindow => "out_of_window",
+            DropReason::DssChecksum => "dss_checksum",
+            DropReason::WrongShard => "wrong_shard",
+            DropReason::ClientGone => "client_gone",
+            DropReason::IcmpNoBinding => "icmp_no_binding",
+            DropReason::Closed => "closed",
+            DropReason::NoRoom => "no_room",
+            DropReason::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// Per-shard counters, plain integers owned by the shard's worker (the runtime
+/// publishes them without locks).
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Packets handled, by ingress side: [access, core].
+    pub packets_in: [u64; 2],
+    /// Packets forwarded (translated) out of each side.
+    pub packets_out: [u64; 2],
+    /// Packets the engine originated (`poll_transmit`).
+    pub generated: u64,
+    /// Drops by reason.
+    pub drops: [u64; DropReason::COUNT],
+    /// Convert requests accepted (downstream SYN sent).
+    pub convert_requests: u64,
+    /// Convert errors sent, by RFC 8803 error code class.
+    pub convert_errors: u64,
+    /// Connections that reached the established state.
+    pub established: u64,
+    /// Connections that fell back to plain TCP on the client leg.
+    pub fallbacks: u64,
+}
+
+impl Counters {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+    }
+}
