@@ -48,36 +48,42 @@ impl DssFlags {
 
     /// `A` is set.
     #[must_use]
+    #[inline]
     pub const fn data_ack(self) -> bool {
         self.0 & Self::A != 0
     }
 
     /// `A` and `a` are set.
     #[must_use]
+    #[inline]
     pub const fn data_ack64(self) -> bool {
         self.data_ack() && self.0 & Self::A8 != 0
     }
 
     /// `M` is set.
     #[must_use]
+    #[inline]
     pub const fn mapping(self) -> bool {
         self.0 & Self::M != 0
     }
 
     /// `M` and `m` are set.
     #[must_use]
+    #[inline]
     pub const fn dsn64(self) -> bool {
         self.mapping() && self.0 & Self::M8 != 0
     }
 
     /// `F` is set.
     #[must_use]
+    #[inline]
     pub const fn data_fin(self) -> bool {
         self.0 & Self::F != 0
     }
 
     /// Length of the Data ACK field (0, 4 or 8).
     #[must_use]
+    #[inline]
     pub const fn ack_len(self) -> usize {
         if !self.data_ack() {
             0
@@ -90,6 +96,7 @@ impl DssFlags {
 
     /// Length of the DSN field (0, 4 or 8).
     #[must_use]
+    #[inline]
     pub const fn dsn_len(self) -> usize {
         if !self.mapping() {
             0
@@ -102,6 +109,7 @@ impl DssFlags {
 
     /// Option length these flags demand without a checksum.
     #[must_use]
+    #[inline]
     pub const fn base_len(self) -> usize {
         4 + self.ack_len()
             + if self.mapping() {
@@ -130,6 +138,7 @@ impl DataSeqField {
     /// Builds a field of the requested width from a full value (the 32-bit form
     /// keeps the low 32 bits).
     #[must_use]
+    #[inline]
     pub const fn new(value: DataSeq, wide: bool) -> Self {
         if wide {
             Self::Bits64(value)
@@ -140,18 +149,21 @@ impl DataSeqField {
 
     /// `true` for the 8-octet form.
     #[must_use]
+    #[inline]
     pub const fn is_64(self) -> bool {
         matches!(self, Self::Bits64(_))
     }
 
     /// 4 or 8.
     #[must_use]
+    #[inline]
     pub const fn wire_len(self) -> usize {
         if self.is_64() { 8 } else { 4 }
     }
 
     /// The value as carried (a 32-bit value zero-extended).
     #[must_use]
+    #[inline]
     pub const fn raw(self) -> u64 {
         match self {
             Self::Bits32(v) => v as u64,
@@ -163,6 +175,7 @@ impl DataSeqField {
     /// `reference` with [`DataSeq::expand32`] (RFC 8684 §3.3.1; the reference is
     /// the expected DSN for mappings, SND.UNA for Data ACKs).
     #[must_use]
+    #[inline]
     pub const fn expand(self, reference: DataSeq) -> DataSeq {
         match self {
             Self::Bits32(v) => reference.expand32(v),
@@ -172,10 +185,12 @@ impl DataSeqField {
 
     /// The same width holding `value` (truncated to 32 bits for the short form).
     #[must_use]
+    #[inline]
     pub const fn with_value(self, value: DataSeq) -> Self {
         Self::new(value, self.is_64())
     }
 
+    #[inline]
     fn write(self, b: &mut [u8], off: usize) {
         match self {
             Self::Bits32(v) => set_u32(b, off, v),
@@ -183,6 +198,7 @@ impl DataSeqField {
         }
     }
 
+    #[inline]
     fn read(b: &[u8], off: usize, wide: bool) -> Self {
         if wide {
             Self::Bits64(DataSeq(u64_at(b, off)))
@@ -211,6 +227,7 @@ pub struct Mapping {
 impl Mapping {
     /// Option bytes this mapping takes (DSN + SSN 4 + length 2 + checksum).
     #[must_use]
+    #[inline]
     pub const fn wire_len(&self) -> usize {
         self.dsn.wire_len() + 6 + if self.checksum.is_some() { 2 } else { 0 }
     }
@@ -225,11 +242,13 @@ pub struct Dss<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Dss<T> {
     /// Wraps `buffer` without checking it.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Self { buffer }
     }
 
     /// Wraps `buffer` and validates it with [`check_len`](Self::check_len).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let v = Self::new_unchecked(buffer);
         v.check_len()?;
@@ -239,6 +258,7 @@ impl<T: AsRef<[u8]>> Dss<T> {
     /// Checks kind 30, subtype 2, that the length byte is what the flags demand
     /// (plus 2 for a checksum, only with a mapping), that the buffer holds the
     /// whole option, and that `F` comes with `M`.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         let len = check_header(b, subtype::DSS)?;
@@ -259,38 +279,45 @@ impl<T: AsRef<[u8]>> Dss<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     fn len(&self) -> usize {
         usize::from(self.buffer.as_ref()[1])
     }
 
     /// The flags byte.
     #[must_use]
+    #[inline]
     pub fn flags(&self) -> DssFlags {
         DssFlags(self.buffer.as_ref()[field::FLAGS])
     }
 
     /// The DATA_FIN flag.
     #[must_use]
+    #[inline]
     pub fn data_fin(&self) -> bool {
         self.flags().data_fin()
     }
 
     /// Whether a checksum is present (length = flags' base length + 2).
     #[must_use]
+    #[inline]
     pub fn has_checksum(&self) -> bool {
         self.flags().mapping() && self.len() == self.flags().base_len() + 2
     }
 
+    #[inline]
     fn dsn_off(&self) -> usize {
         field::BODY + self.flags().ack_len()
     }
 
     /// The Data ACK, if `A` is set.
     #[must_use]
+    #[inline]
     pub fn data_ack(&self) -> Option<DataAck> {
         let f = self.flags();
         f.data_ack()
@@ -299,6 +326,7 @@ impl<T: AsRef<[u8]>> Dss<T> {
 
     /// The mapping, if `M` is set.
     #[must_use]
+    #[inline]
     pub fn mapping(&self) -> Option<Mapping> {
         let f = self.flags();
         if !f.mapping() {
@@ -320,6 +348,7 @@ impl<T: AsRef<[u8]>> Dss<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Dss<T> {
     /// Rewrites the Data ACK in place, keeping its width (a 32-bit field gets the
     /// low 32 bits); [`Error::Unsupported`] without `A`.
+    #[inline]
     pub fn set_data_ack(&mut self, ack: DataSeq) -> Result<()> {
         let f = self.flags();
         if !f.data_ack() {
@@ -331,6 +360,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Dss<T> {
 
     /// Rewrites the mapping's DSN in place, keeping its width;
     /// [`Error::Unsupported`] without `M`.
+    #[inline]
     pub fn set_dsn(&mut self, dsn: DataSeq) -> Result<()> {
         let f = self.flags();
         if !f.mapping() {
@@ -343,6 +373,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Dss<T> {
 
     /// Rewrites the relative subflow sequence number; [`Error::Unsupported`]
     /// without `M`.
+    #[inline]
     pub fn set_ssn(&mut self, ssn: u32) -> Result<()> {
         let f = self.flags();
         if !f.mapping() {
@@ -354,6 +385,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Dss<T> {
     }
 
     /// Rewrites the data-level length; [`Error::Unsupported`] without `M`.
+    #[inline]
     pub fn set_data_len(&mut self, len: u16) -> Result<()> {
         let f = self.flags();
         if !f.mapping() {
@@ -365,6 +397,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Dss<T> {
     }
 
     /// Rewrites the checksum; [`Error::Unsupported`] if the option has none.
+    #[inline]
     pub fn set_checksum(&mut self, csum: u16) -> Result<()> {
         if !self.has_checksum() {
             return Err(Error::Unsupported);
@@ -389,6 +422,7 @@ pub struct DssRepr {
 
 impl DssRepr {
     /// Parses a checked view.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(v: &Dss<T>) -> Result<Self> {
         v.check_len()?;
         Ok(Self {
@@ -400,6 +434,7 @@ impl DssRepr {
 
     /// The canonical flags byte for this repr.
     #[must_use]
+    #[inline]
     pub const fn flags(&self) -> DssFlags {
         let mut f = 0;
         if let Some(a) = self.data_ack {
@@ -416,6 +451,7 @@ impl DssRepr {
 
     /// The option length (4 to 28).
     #[must_use]
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         4 + match self.data_ack {
             Some(a) => a.wire_len(),
@@ -429,6 +465,7 @@ impl DssRepr {
     /// The mapping is the infinite mapping (data-level length 0, §3.3.1): the rest
     /// of the connection is plain TCP on this subflow.
     #[must_use]
+    #[inline]
     pub const fn is_infinite_mapping(&self) -> bool {
         matches!(self.mapping, Some(Mapping { data_len: 0, .. }))
     }
@@ -436,6 +473,7 @@ impl DssRepr {
     /// Writes the option; [`Error::BadFlags`] for a DATA_FIN without a mapping,
     /// [`Error::NoSpace`] if `buf` is short. Cheap enough to call per packet: it
     /// writes `buffer_len()` bytes and nothing else.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         if self.data_fin && self.mapping.is_none() {
             return Err(Error::BadFlags);
@@ -655,6 +693,7 @@ pub(crate) mod tests {
         assert_eq!(w.wire_len(), 8);
     }
 
+    #[inline]
     fn arb_field() -> impl Strategy<Value = DataSeqField> {
         prop_oneof![
             any::<u32>().prop_map(DataSeqField::Bits32),
@@ -662,6 +701,7 @@ pub(crate) mod tests {
         ]
     }
 
+    #[inline]
     pub(crate) fn arb_repr() -> impl Strategy<Value = DssRepr> {
         let mapping = (
             arb_field(),

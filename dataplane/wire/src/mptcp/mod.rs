@@ -87,6 +87,7 @@ mod field {
 
 /// Validates the common header of a view over `b` for `subtype` and returns the
 /// declared option length. `b` must hold at least 3 bytes and the declared length.
+#[inline]
 pub(crate) fn check_header(b: &[u8], subtype: u8) -> Result<usize> {
     if b.len() < 3 {
         return Err(Error::Truncated);
@@ -103,6 +104,7 @@ pub(crate) fn check_header(b: &[u8], subtype: u8) -> Result<usize> {
 
 /// Writes kind, length and `subtype << 4 | low` into `buf` after checking room for
 /// `len` bytes; returns the option slice `buf[..len]`.
+#[inline]
 pub(crate) fn emit_header(buf: &mut [u8], len: usize, subtype: u8, low: u8) -> Result<&mut [u8]> {
     if buf.len() < len {
         return Err(Error::NoSpace);
@@ -118,6 +120,7 @@ pub(crate) fn emit_header(buf: &mut [u8], len: usize, subtype: u8, low: u8) -> R
 /// The subtype of raw MPTCP option bytes (`opt[0]` must be kind 30), or `None`
 /// when they are too short to say.
 #[must_use]
+#[inline]
 pub fn option_subtype(opt: &[u8]) -> Option<u8> {
     match opt {
         [KIND, _, s, ..] => Some(s >> 4),
@@ -159,6 +162,7 @@ impl<'a> MptcpOption<'a> {
     /// (kind ≠ 30), [`Error::BadLength`] (length byte ≠ slice length, or not what
     /// the subtype/flags demand), [`Error::UnknownSubtype`] (subtype 0x9–0xE),
     /// [`Error::BadFlags`] (DSS DATA_FIN without a mapping).
+    #[inline]
     pub fn parse(opt: &'a [u8]) -> Result<Self> {
         if opt.len() < 2 {
             return Err(Error::Truncated);
@@ -194,6 +198,7 @@ impl<'a> MptcpOption<'a> {
 
     /// The subtype (RFC 8684 §7.2) of this option.
     #[must_use]
+    #[inline]
     pub fn subtype(&self) -> u8 {
         match self {
             Self::MpCapable(_) => subtype::MP_CAPABLE,
@@ -211,6 +216,7 @@ impl<'a> MptcpOption<'a> {
 
     /// The number of bytes [`emit`](Self::emit) writes (the option length byte).
     #[must_use]
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         match self {
             Self::MpCapable(r) => r.buffer_len(),
@@ -231,6 +237,7 @@ impl<'a> MptcpOption<'a> {
     /// invalid repr yields the error its own `emit` documents. An
     /// `Experimental` payload is copied verbatim after checking it still frames
     /// as an MPTCP option (kind 30, length byte = its length, subtype 0xF).
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         match self {
             Self::MpCapable(r) => r.emit(buf),
@@ -283,6 +290,7 @@ mod tests {
         "1e1a201f3e8a90cf0b98edf674bb21743db09dab000000000001",
     ];
 
+    #[inline]
     pub(crate) fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
@@ -377,6 +385,7 @@ mod tests {
         assert!(n >= 16);
     }
 
+    #[inline]
     fn arb_option() -> impl Strategy<Value = MptcpOption<'static>> {
         prop_oneof![
             capable::tests::arb_repr().prop_map(MptcpOption::MpCapable),
