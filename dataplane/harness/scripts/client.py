@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Linux MPTCP / TCP test client for the hac harness (run with `ip netns exec`).
+
+Modes:
+  * --convert-hex HEX (needs --mptcp for the real recipe): RFC 8803 client per
+    the Linux recipe: socket(..., IPPROTO_MPTCP=262), TCP_FASTOPEN_NO_COOKIE=34,
+    sendto(convert_msg [+ command line with --request-in-syn], MSG_FASTOPEN,
+    (target, port)), then read the Convert reply (header 01 LL 22 63 + TLVs).
+  * without --convert-hex: plain connect() (TCP, or MPTCP with --mptcp).
+
+Then, unless --no-transfer, it sends the command line understood by server.py
+(`HAC id=.. up=.. down=.. seed=.. echo=..`), concurrently sends --up
+pseudo-random bytes (then half-closes) and reads until EOF, and checks
+getsockopt(SOL_MPTCP=284, MPTCP_INFO=1) (EOPNOTSUPP = fallen back to TCP).
+
+Prints exactly one JSON line on stdout:
+  {"id", "convert": null | "ok" | {"error": code} | {"failed": text},
+   "tlvs": [[type, hex_value], ...], "fallback": null | bool,
+   "sent_sha256", "recv_sha256", "bytes_sent", "bytes_recv", "eof": bool,
+   "local": [ip, port] | null, "error": null | text, "elapsed": seconds}
+Everything is bounded by --timeout (socket timeouts plus a SIGALRM backstop).
+"""
+
+import argparse
+import errno
+import hashlib
+import json
+import random
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+IPPROTO_MPTCP = 262
+TCP_FASTOPEN_NO_COOKIE = 34
+MSG_FASTOPEN = 0x20000000
+SOL_MPTCP = 284
+MPTCP_INFO = 1
+MAX_BYTES = 256 << 20
+CHUNK = 65536
+
+
+class Timeout(Exception):
+    pass
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            raise EOFError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += d
+    return buf
+
+
+def parse_tlvs(body):
+    tlvs = []
+    i = 0
+    while i + 2 <= len(body):
+        t, ln = body[i], body[i + 1]
+        if ln == 0 or i + ln * 4 > len(body):
+            tlvs.append([t, body[i + 2 :].hex(), "bad_length"])
+            break
+        tlvs.append([t, body[i + 2 : i + ln * 4].hex()])
+        i += ln * 4
+    return tlvs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--mptcp", action="store_true")
+    ap.add_argument("--convert-hex", default=None)
+    ap.add_argument("--request-in-syn", action="store_true")
+    ap.add_argument("--no-transfer", action="store_true")
+    ap.add_argument("--id", default="0")
+    ap.add_argument("--up", type=int, default=0)
+    ap.add_argument("--down", type=int, default=0)
+    ap.add_argument("--echo", action="store_true")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=20.0)
+    a = ap.parse_args()
+    if not (0 <= a.up <= MAX_BYTES and 0 <= a.down <= MAX_BYTES):
+        sys.exit("up/down out of range")
+
+    t0 = time.monotonic()
+    res = {
+        "id": a.id,
+        "convert": None,
+        "tlvs": [],
+        "fallback": None,
+        "sent_sha256": hashlib.sha256().hexdigest(),
+        "recv_sha256": hashlib.sha256().hexdigest(),
+        "bytes_sent": 0,
+        "bytes_recv": 0,
+        "eof": False,
+        "local": None,
+        "error": None,
+        "elapsed": 0.0,
+    }
+    tx = hashlib.sha256()
+    rx = hashlib.sha256()
+    st = {"sent": 0, "err": None}
+
+    def on_alarm(_sig, _frm):
+        raise Timeout("overall timeout %.1fs" % a.timeout)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, a.timeout + 2.0)
+
+    fam = socket.AF_INET6 if ":" in a.target else socket.AF_INET
+    proto = IPPROTO_MPTCP if a.mptcp else 0
+    cmd = (
+        "HAC id=%s up=%d down=%d seed=%d echo=%d\n"
+        % (a.id, a.up, 0 if a.echo else a.down, a.seed, 1 if a.echo else 0)
+    ).encode()
+    s = None
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM, proto)
+        s.settimeout(a.timeout)
+        cmd_sent = False
+        if a.convert_hex is not None:
+            s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
+            syn = bytes.fromhex(a.convert_hex)
+            if a.request_in_syn and not a.no_transfer:
+                syn += cmd
+                cmd_sent = True
+            res["convert"] = {"failed": "no reply yet"}
+            n = s.sendto(syn, MSG_FASTOPEN, (a.target, a.port))
+            res["syn_data_queued"] = n
+            if n < len(syn):
+                s.sendall(syn[n:])
+            res["local"] = list(s.getsockname()[:2])
+            try:
+                hdr = recv_exact(s, 4)
+                if hdr[0] != 1 or hdr[2:4] != b"\x22\x63" or hdr[1] == 0:
+                    raise ValueError("bad Convert header %s" % hdr.hex())
+                body = recv_exact(s, hdr[1] * 4 - 4)
+                res["tlvs"] = parse_tlvs(body)
+                errs = [t for t in res["tlvs"] if t[0] == 0x1E]
+                if errs:
+                    v = bytes.fromhex(errs[0][1])
+                    res["convert"] = {"error": v[0] if v else -1}
+                else:
+                    res["convert"] = "ok"
+            except (EOFError, ValueError, OSError) as e:
+                res["convert"] = {"failed": "%s: %s" % (type(e).__name__, e)}
+            if res["convert"] != "ok":
+                # RFC 8803 §6.2.8: the client resets the connection.
+                try:
+                    s.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                except OSError:
+                    pass
+                a.no_transfer = True
+        else:
+            s.connect((a.target, a.port))
+            res["local"] = list(s.getsockname()[:2])
+
+        if not a.no_transfer:
+            if not cmd_sent:
+                s.sendall(cmd)
+
+            def sender():
+                try:
+                    rng = random.Random(a.seed)
+                    left = a.up
+                    while left > 0:
+                        c = rng.randbytes(min(CHUNK, left))
+                        s.sendall(c)
+                        tx.update(c)
+                        st["sent"] += len(c)
+                        left -= len(c)
+                    s.shutdown(socket.SHUT_WR)
+                except Exception as e:  # noqa: BLE001
+                    st["err"] = "send: %s: %s" % (type(e).__name__, e)
+
+            th = threading.Thread(target=sender, daemon=True)
+            th.start()
+            recv = 0
+            while True:
+                d = s.recv(CHUNK)
+                if not d:
+                    res["eof"] = True
+                    break
+                recv += len(d)
+                rx.update(d)
+                res["bytes_recv"] = recv
+                if recv > MAX_BYTES:
+                    raise ValueError("server sent too much")
+            th.join(a.timeout)
+            if st["err"]:
+                res["error"] = st["err"]
+        if s is not None and a.mptcp and res["convert"] in (None, "ok"):
+            try:
+                s.getsockopt(SOL_MPTCP, MPTCP_INFO, 256)
+                res["fallback"] = False
+            except OSError as e:
+                if e.errno == errno.EOPNOTSUPP:
+                    res["fallback"] = True
+                else:
+                    res["error"] = res["error"] or "MPTCP_INFO: %s" % e
+    except Timeout as e:
+        res["error"] = "timeout: %s" % e
+    except Exception as e:  # noqa: BLE001
+        res["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+    res["bytes_sent"] = st["sent"]
+    res["sent_sha256"] = tx.hexdigest()
+    res["recv_sha256"] = rx.hexdigest()
+    res["elapsed"] = round(time.monotonic() - t0, 6)
+    sys.stdout.write(json.dumps(res) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

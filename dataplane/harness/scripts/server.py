@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Plain TCP test server for the hac harness (run with `ip netns exec`).
+
+Listens on every --bind address at --port. Per connection it reads one command
+line (ASCII, at most 256 bytes, ending in "\\n"):
+
+    HAC id=<token> up=<bytes> down=<bytes> seed=<int> echo=<0|1>
+
+then, concurrently, receives until EOF (the client's "up" bytes) and sends
+<down> pseudo-random bytes (seeded, deterministic) or, with echo=1, echoes every
+received byte back. It half-closes after sending and closes once the client
+half-closed too. One JSON line per connection goes to stdout:
+
+    {"event": "conn", "id": ..., "peer": [ip, port], "local": [ip, port],
+     "bytes_recv": n, "recv_sha256": hex, "bytes_sent": n, "sent_sha256": hex,
+     "error": null | "text", "elapsed": seconds}
+
+Everything is bounded: at most 256 MiB per direction, --io-timeout seconds of
+inactivity per connection, --lifetime seconds for the whole process, and the
+process exits as soon as its stdin reaches EOF (the harness died).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+
+MAX_BYTES = 256 << 20
+CHUNK = 65536
+LINE_MAX = 256
+
+_out_lock = threading.Lock()
+
+
+def emit(obj):
+    with _out_lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+
+def parse_cmd(line):
+    parts = line.decode("ascii", "replace").strip().split()
+    if not parts or parts[0] != "HAC":
+        raise ValueError("bad command line %r" % line[:64])
+    cmd = {"id": "", "up": 0, "down": 0, "seed": 0, "echo": 0}
+    for p in parts[1:]:
+        k, _, v = p.partition("=")
+        if k not in cmd:
+            raise ValueError("unknown key %r" % k)
+        cmd[k] = v if k == "id" else int(v)
+    for k in ("up", "down"):
+        if not 0 <= cmd[k] <= MAX_BYTES:
+            raise ValueError("%s out of range" % k)
+    return cmd
+
+
+def payload_chunks(seed, n):
+    rng = random.Random(seed)
+    while n > 0:
+        k = min(CHUNK, n)
+        yield rng.randbytes(k)
+        n -= k
+
+
+def handle(conn, peer, local, io_timeout):
+    t0 = time.monotonic()
+    rec = {
+        "event": "conn",
+        "id": None,
+        "peer": [peer[0], peer[1]],
+        "local": [local[0], local[1]],
+        "bytes_recv": 0,
+        "recv_sha256": hashlib.sha256().hexdigest(),
+        "bytes_sent": 0,
+        "sent_sha256": hashlib.sha256().hexdigest(),
+        "error": None,
+        "elapsed": 0.0,
+    }
+    rx = hashlib.sha256()
+    tx = hashlib.sha256()
+    state = {"sent": 0, "recv": 0, "err": None}
+    try:
+        conn.settimeout(io_timeout)
+        buf = b""
+        while b"\n" not in buf:
+            d = conn.recv(LINE_MAX)
+            if not d:
+                raise ValueError("EOF before command line")
+            buf += d
+            if len(buf) > LINE_MAX and b"\n" not in buf[:LINE_MAX]:
+                raise ValueError("command line too long")
+        line, _, rest = buf.partition(b"\n")
+        cmd = parse_cmd(line)
+        rec["id"] = cmd["id"]
+        rec["cmd"] = cmd
+
+        def on_recv(data):
+            state["recv"] += len(data)
+            if state["recv"] > MAX_BYTES:
+                raise ValueError("client sent too much")
+            rx.update(data)
+
+        if cmd["echo"]:
+            data = rest
+            while True:
+                if data:
+                    on_recv(data)
+                    conn.sendall(data)
+                    tx.update(data)
+                    state["sent"] += len(data)
+                data = conn.recv(CHUNK)
+                if not data:
+                    break
+            conn.shutdown(socket.SHUT_WR)
+        else:
+
+            def sender():
+                try:
+                    for c in payload_chunks(cmd["seed"] + 1, cmd["down"]):
+                        conn.sendall(c)
+                        tx.update(c)
+                        state["sent"] += len(c)
+                    conn.shutdown(socket.SHUT_WR)
+                except Exception as e:  # noqa: BLE001
+                    state["err"] = "send: %s: %s" % (type(e).__name__, e)
+
+            th = threading.Thread(target=sender, daemon=True)
+            th.start()
+            if rest:
+                on_recv(rest)
+            while True:
+                d = conn.recv(CHUNK)
+                if not d:
+                    break
+                on_recv(d)
+            th.join(io_timeout + 5)
+            if th.is_alive():
+                state["err"] = state["err"] or "send: still running"
+    except Exception as e:  # noqa: BLE001
+        rec["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+    if rec["error"] is None and state["err"] is not None:
+        rec["error"] = state["err"]
+    rec["bytes_recv"] = state["recv"]
+    rec["recv_sha256"] = rx.hexdigest()
+    rec["bytes_sent"] = state["sent"]
+    rec["sent_sha256"] = tx.hexdigest()
+    rec["elapsed"] = round(time.monotonic() - t0, 6)
+    emit(rec)
+
+
+def serve(lsock, io_timeout):
+    while True:
+        try:
+            conn, peer = lsock.accept()
+        except OSError as e:
+            emit({"event": "accept_error", "error": str(e)})
+            time.sleep(0.05)
+            continue
+        local = conn.getsockname()
+        threading.Thread(
+            target=handle, args=(conn, peer, local, io_timeout), daemon=True
+        ).start()
+
+
+def watchdog(lifetime):
+    deadline = time.monotonic() + lifetime
+
+    def stdin_eof():
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except Exception:  # noqa: BLE001
+            pass
+        os._exit(0)
+
+    threading.Thread(target=stdin_eof, daemon=True).start()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    emit({"event": "lifetime_exceeded"})
+    os._exit(3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bind", action="append", required=True)
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--io-timeout", type=float, default=30.0)
+    ap.add_argument("--lifetime", type=float, default=1800.0)
+    a = ap.parse_args()
+    socks = []
+    for addr in a.bind:
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((addr, a.port))
+        s.listen(128)
+        socks.append(s)
+    for s in socks:
+        threading.Thread(target=serve, args=(s, a.io_timeout), daemon=True).start()
+    emit({"event": "ready", "pid": os.getpid()})
+    watchdog(a.lifetime)
+
+
+if __name__ == "__main__":
+    main()
