@@ -7,13 +7,22 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod conn;
 pub mod drop;
+mod emit;
+pub mod engine;
+mod handshake;
 pub mod packet;
 pub mod pool;
+mod segment;
 pub mod time;
 pub mod timer;
+mod translate;
+mod transmit;
 
 pub use config::EngineConfig;
+pub use conn::State;
 pub use drop::{Counters, DropReason};
+pub use engine::{Action, Engine, Port, Transmit, owner_of};
 pub use packet::{PacketBuf, VecPacket};
 pub use time::Instant;

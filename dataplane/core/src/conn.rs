@@ -1,0 +1,239 @@
+//! Per-connection state: one client leg (the initial subflow, MPTCP v1 or plain TCP)
+//! and one server leg, tied together by the sequence-space constants of
+//! `docs/translation.md`. No payload is kept, except the bounded items the engine
+//! must be able to (re)send itself: the Convert reply, the application bytes that
+//! followed the Convert TLVs in the SYN, and a few server segments that arrive before
+//! the client's key is known.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use hac_wire::seq::{DataSeq, SeqNum};
+
+use crate::time::Instant;
+
+/// Server segments held while the client's key (hence its IDSN) is unknown.
+pub(crate) const MAX_HELD_SERVER: usize = 8;
+
+/// Connection state (client side × server side, see the state diagram in docs/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Client SYN accepted, downstream SYN sent; waiting for the server.
+    SynSent,
+    /// Server answered; SYN-ACK sent to the client; waiting for its (third) ACK.
+    SynAckSent,
+    /// Both legs established.
+    Established,
+    /// A Convert reply that ends the connection (an Error TLV, or Supported TCP
+    /// Extensions for an Info-only request) was sent in the SYN-ACK; the engine
+    /// closes the client leg gracefully and never opens a server leg.
+    ReplyClose,
+    /// The client's only subflow was reset without MP_FASTCLOSE: the server leg
+    /// is kept for the transitory timeout (RFC 8803 §5.1: subflow scope only).
+    ClientGone,
+    /// Both data-level FINs exchanged and acknowledged; lingering (RFC 7857 §2.2).
+    TimeWait,
+}
+
+/// The client's current DSS mapping on the subflow (RFC 8684 §3.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientMapping {
+    pub dsn: DataSeq,
+    /// Relative subflow sequence number of the first mapped byte.
+    pub ssn: u32,
+    /// Data-level length (a DATA_FIN counts one).
+    pub len: u32,
+    pub data_fin: bool,
+}
+
+/// One translated connection.
+#[derive(Debug)]
+pub(crate) struct Conn<P> {
+    pub generation: u32,
+    pub state: State,
+    /// The client leg speaks MPTCP (false: plain-TCP Convert client or fallback).
+    pub mptcp: bool,
+    /// The client leg fell back to TCP after starting as MPTCP (RFC 8684 §3.7).
+    pub fallback: bool,
+
+    // ---- client leg (initial subflow) ----
+    pub client: SocketAddr,
+    pub service: SocketAddr,
+    pub c_isn: SeqNum,
+    /// SYN payload bytes acknowledged in our SYN-ACK (Convert message + app data):
+    /// the client's relative SSN 1 is at `c_isn + 1 + syn_len` (RFC 8684 App. B).
+    pub syn_len: u32,
+    pub e_isn: SeqNum,
+    /// Client's window shift when scaling is on for the client leg.
+    pub c_ws: u8,
+    /// Our window shift toward the client.
+    pub e_ws: u8,
+    pub c_mss: u16,
+    pub c_sack: bool,
+    pub c_offered_ts: bool,
+    pub c_offered_ws: bool,
+    /// Timestamps on both legs (RFC 7323), owned by the engine on each leg.
+    pub ts: bool,
+    pub c_ts_recent: u32,
+    pub local_key: u64,
+    pub local_idsn: DataSeq,
+    pub token: u32,
+    pub client_key: u64,
+    pub client_idsn: DataSeq,
+    /// DSS checksums in use (RFC 8684 §3.3.1: either SYN asked).
+    pub csum: bool,
+    pub mapping: Option<ClientMapping>,
+    /// Next expected client DSN (reference for 32-bit expansion).
+    pub c_dsn_nxt: DataSeq,
+    /// Highest client subflow sequence received (end of data).
+    pub c_rcv_nxt: SeqNum,
+    /// Highest subflow ACK sent to the client.
+    pub c_ack_sent: SeqNum,
+    /// `ssn − (dsn − client IDSN)` of the latest mapping (0 for Linux's initial
+    /// subflow); lets the server's ACK be mapped straight to a subflow ACK.
+    pub c_ssn_delta: i64,
+    /// Last DATA_ACK from the client (our data level).
+    pub c_data_ack: DataSeq,
+    /// Client receive window in bytes (from its last segment).
+    pub c_win: u32,
+    /// Our next subflow sequence toward the client.
+    pub e_snd_nxt: SeqNum,
+    /// Client subflow FIN seen at this sequence (acked by the engine).
+    pub c_subflow_fin: Option<SeqNum>,
+    /// Subflow FIN sent to the client.
+    pub e_fin_sent: bool,
+
+    // ---- server leg ----
+    pub pool: SocketAddr,
+    pub server: SocketAddr,
+    pub p_isn: SeqNum,
+    pub s_isn: SeqNum,
+    pub s_ws: u8,
+    /// Our window shift toward the server.
+    pub p_ws: u8,
+    pub s_mss: u16,
+    pub s_sack: bool,
+    pub s_ts_recent: u32,
+    /// Last ACK from the server (our p space).
+    pub s_ack: SeqNum,
+    /// Server receive window in bytes.
+    pub s_win: u32,
+    /// Last ACK and window field sent to the server (duplicate suppression).
+    pub p_ack_sent: SeqNum,
+    pub p_win_sent: u16,
+    /// Application bytes that followed the Convert TLVs in the SYN (`A`).
+    pub app_len: u32,
+    /// The client SYN holding those bytes, until the server acknowledges them.
+    pub held_syn: Option<P>,
+    /// Offset of the app bytes in the held SYN.
+    pub app_off: usize,
+    /// Server segments waiting for the client's key.
+    pub held_server: Vec<P>,
+
+    // ---- Convert reply (engine-originated bytes, `R`) ----
+    pub reply: Box<[u8]>,
+    pub reply_acked: bool,
+    /// The client sent Info: the reply carries Supported TCP Extensions.
+    pub reply_info: bool,
+    /// Extended Connect: the reply carries the server's SYN-ACK options.
+    pub reply_extended: bool,
+
+    // ---- close ----
+    /// Upstream index of the client's DATA_FIN (forwarded as the server FIN).
+    pub c_fin: Option<u64>,
+    /// Downstream index of the server's FIN (sent as DATA_FIN).
+    pub s_fin: Option<u64>,
+
+    // ---- timers ----
+    pub last_activity: Instant,
+    pub created: Instant,
+    /// Retransmission deadline for engine-originated bytes, if any are unacked.
+    pub rto_at: Option<Instant>,
+    pub rto: Duration,
+    pub retries: u8,
+    /// Timestamp offset of this connection (RFC 7323 §5.4, randomised per connection).
+    pub ts_offset: u32,
+}
+
+impl<P> Conn<P> {
+    /// Length of the Convert reply.
+    pub fn reply_len(&self) -> u32 {
+        self.reply.len() as u32
+    }
+
+    /// Our TSval at `now`.
+    pub fn tsval(&self, now: Instant) -> u32 {
+        (now.as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Upstream stream index → server-leg sequence number.
+    pub fn p_seq(&self, u: u64) -> SeqNum {
+        self.p_isn + 1 + self.app_len + (u as u32)
+    }
+
+    /// Downstream stream index of a server sequence number.
+    pub fn s_index(&self, y: SeqNum) -> u64 {
+        u64::from(y.0.wrapping_sub(self.s_isn.0).wrapping_sub(1))
+    }
+
+    /// Subflow sequence toward the client of downstream index `v`.
+    pub fn e_seq(&self, v: u64) -> SeqNum {
+        self.e_isn + 1 + self.reply_len() + (v as u32)
+    }
+
+    /// Our DSN of downstream index `v`.
+    pub fn e_dsn(&self, v: u64) -> DataSeq {
+        self.local_idsn + 1 + u64::from(self.reply_len()) + v
+    }
+
+    /// Upstream bytes the server has acknowledged (its ACK minus the held app data).
+    pub fn server_acked_index(&self) -> u64 {
+        let base = self.p_isn + 1 + self.app_len;
+        let d = self.s_ack.diff(base);
+        if d > 0 { d as u64 } else { 0 }
+    }
+
+    /// The DATA_ACK we send the client: the client's data the server acknowledged.
+    pub fn data_ack_to_client(&self) -> DataSeq {
+        self.client_idsn + 1 + self.server_acked_index()
+    }
+
+    /// The subflow ACK we send the client.
+    pub fn subflow_ack_to_client(&self) -> SeqNum {
+        let base = self.c_isn + 1 + self.syn_len;
+        let idx = self.server_acked_index();
+        let mut ack = if self.mptcp && !self.fallback {
+            // DSN idsn+1+idx ↔ SSN 1+idx+delta ↔ seq base+idx+delta.
+            base + (idx as u32).wrapping_add(self.c_ssn_delta as u32)
+        } else {
+            base + idx as u32
+        };
+        // Never acknowledge subflow bytes not received, never go backwards.
+        if ack.diff(self.c_rcv_nxt) > 0 {
+            ack = self.c_rcv_nxt;
+        }
+        if let Some(f) = self.c_subflow_fin {
+            ack = ack.max(f + 1);
+        }
+        ack.max(self.c_ack_sent)
+    }
+
+    /// Server-leg ACK from the client's acknowledgement of our data: `dack` is a
+    /// DATA_ACK (MPTCP) or the subflow ACK mapped to the data level (plain TCP).
+    pub fn server_ack_from_data_ack(&self, dack: DataSeq) -> SeqNum {
+        let first = self.local_idsn + 1 + u64::from(self.reply_len());
+        let d = dack.diff(first);
+        self.s_isn + 1 + if d > 0 { d as u32 } else { 0 }
+    }
+
+    /// Data-level FINs of both directions acknowledged.
+    pub fn data_closed(&self) -> bool {
+        let c_done = self
+            .c_fin
+            .is_some_and(|u| self.s_ack.diff(self.p_seq(u)) >= 1);
+        let s_done = self
+            .s_fin
+            .is_some_and(|v| self.c_data_ack.diff(self.e_dsn(v)) >= 1);
+        c_done && s_done
+    }
+}

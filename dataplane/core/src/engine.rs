@@ -1,0 +1,494 @@
+//! The engine: one shard of the binding table and everything that acts on it.
+//!
+//! API in the quinn-proto style (`docs/translation.md`): [`Engine::handle_packet`]
+//! feeds a packet and returns what to do with it (it is rewritten in place),
+//! [`Engine::poll_transmit`] drains packets the engine originates (downstream SYNs,
+//! Convert replies, ACKs it owes, retransmissions of its own bytes),
+//! [`Engine::poll_timeout`] / [`Engine::handle_timeout`] drive its timers. Time is an
+//! argument; nothing here reads a clock, allocates per packet, logs or locks.
+
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::conn::{Conn, State};
+use crate::drop::{Counters, DropReason};
+use crate::packet::PacketBuf;
+use crate::pool::PoolShard;
+use crate::segment::Segment;
+use crate::time::Instant;
+use crate::timer::TimerWheel;
+
+/// Which side of the appliance a packet arrived on or leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Port {
+    /// Toward the clients (access networks).
+    Access,
+    /// Toward the servers (the Internet).
+    Core,
+}
+
+/// What the caller does with a packet after [`Engine::handle_packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// The packet was rewritten in place: send it out of this port.
+    Forward(Port),
+    /// The engine took what it needed (state, or a handle to the buffer); the caller
+    /// frees its handle. Not an error.
+    Consumed,
+    /// Dropped, for a counted reason.
+    Drop(DropReason),
+}
+
+/// A packet produced by [`Engine::poll_transmit`]: `len` bytes written at the start
+/// of the caller's buffer, to be sent out of `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub port: Port,
+    /// Bytes written (an IP packet).
+    pub len: usize,
+}
+
+/// Engine-originated packets, built from connection state when polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tx {
+    /// The downstream SYN (first or retransmitted on a client SYN retransmission).
+    ServerSyn,
+    /// ACK of the server's SYN-ACK with the application bytes of the client's SYN.
+    ServerAck,
+    /// Our SYN-ACK to the client (MP_CAPABLE, or the reply in its payload).
+    ClientSynAck,
+    /// The Convert reply as the first DSS-mapped bytes (MPTCP client).
+    ConvertReply,
+    /// A held server segment, translated now that the client's key is known.
+    HeldServer,
+    /// A pure ACK to the client (e.g. of its subflow FIN).
+    ClientAck,
+    /// Our FIN to the client.
+    ClientFin,
+    /// RST to the server (connection torn down from the client side or by timeout).
+    ServerRst,
+    /// RST (+ MP_FASTCLOSE) to the client.
+    ClientRst,
+}
+
+/// One shard of the translation engine, generic over the packet buffer.
+#[derive(Debug)]
+pub struct Engine<P> {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) shard: u16,
+    pub(crate) shards: u16,
+    rng: u64,
+    pub(crate) conns: Vec<Option<Conn<P>>>,
+    free: Vec<u32>,
+    next_generation: u32,
+    /// (client, service) → connection.
+    pub(crate) by_client: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// (server, pool) as seen on return traffic → connection.
+    pub(crate) by_server: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// Our MPTCP token → connection (MP_JOIN demultiplexing, RFC 8684 §3.2).
+    pub(crate) by_token: HashMap<u32, u32>,
+    pub(crate) pending_per_client: HashMap<IpAddr, u32>,
+    pub(crate) pool: PoolShard,
+    wheel: TimerWheel,
+    pub(crate) txq: VecDeque<(u32, u32, Tx)>,
+    pub(crate) counters: Counters,
+}
+
+/// Timer-wheel granularity.
+const TICK_US: u64 = 10_000;
+
+impl<P: PacketBuf> Engine<P> {
+    /// Shard `shard` of `shards`, with randomness seeded by `seed` (ISNs and keys:
+    /// pass a secret random value in production, a fixed one in tests).
+    pub fn new(
+        cfg: EngineConfig,
+        shard: u16,
+        shards: u16,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        if shards == 0 || shard >= shards {
+            return Err(ConfigError {
+                field: "shards",
+                reason: "shard index out of range",
+            });
+        }
+        let pool = PoolShard::new(cfg.pool.clone(), shard, shards);
+        Ok(Engine {
+            cfg,
+            shard,
+            shards,
+            rng: seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(shard).rotate_left(32),
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_generation: 1,
+            by_client: HashMap::new(),
+            by_server: HashMap::new(),
+            by_token: HashMap::new(),
+            pending_per_client: HashMap::new(),
+            pool,
+            wheel: TimerWheel::new(4096, TICK_US, now),
+            txq: VecDeque::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Counters of this shard.
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live connections in this shard (every state).
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.by_client.len()
+    }
+
+    /// This shard's index.
+    #[must_use]
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// xorshift64* — ISNs, keys, timestamp offsets. Not for secrets beyond that.
+    pub(crate) fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Handles one packet (IP header first) that arrived on `port`. The packet is
+    /// rewritten in place when the answer is [`Action::Forward`].
+    pub fn handle_packet(&mut self, now: Instant, port: Port, pkt: &mut P) -> Action {
+        self.counters.packets_in[port as usize] += 1;
+        let action = match Segment::parse(pkt.data()) {
+            Err(r) => Action::Drop(r),
+            Ok(seg) => match port {
+                Port::Access => self.handle_access(now, &seg, pkt),
+                Port::Core => self.handle_core(now, &seg, pkt),
+            },
+        };
+        match action {
+            Action::Drop(r) => self.counters.drop(r),
+            Action::Forward(p) => self.counters.packets_out[p as usize] += 1,
+            Action::Consumed => {}
+        }
+        action
+    }
+
+    fn handle_access(&mut self, now: Instant, seg: &Segment, pkt: &mut P) -> Action {
+        let key = (seg.src_sock(), seg.dst_sock());
+        let id = self.by_client.get(&key).copied();
+        if seg.flags.syn() && !seg.flags.ack() {
+            return self.client_syn(now, seg, pkt, id);
+        }
+        let Some(id) = id else {
+            return Action::Drop(DropReason::NoBinding);
+        };
+        self.touch(id, now);
+        self.upstream(now, id, seg, pkt)
+    }
+
+    fn handle_core(&mut self, now: Instant, seg: &Segment, pkt: &mut P) -> Action {
+        let Some(&id) = self.by_server.get(&(seg.src_sock(), seg.dst_sock())) else {
+            return Action::Drop(DropReason::NoBindingCore);
+        };
+        self.touch(id, now);
+        let state = self.conn(id).map(|c| c.state);
+        match state {
+            Some(State::SynSent) => self.server_syn_answer(now, id, seg, pkt),
+            Some(_) => self.downstream(now, id, seg, pkt),
+            None => Action::Drop(DropReason::NoBindingCore),
+        }
+    }
+
+    // ---------------------------------------------------------------- table
+
+    pub(crate) fn conn(&self, id: u32) -> Option<&Conn<P>> {
+        self.conns.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn conn_mut(&mut self, id: u32) -> Option<&mut Conn<P>> {
+        self.conns.get_mut(id as usize).and_then(Option::as_mut)
+    }
+
+    /// Inserts a connection; returns its id and arms its timer.
+    pub(crate) fn insert(&mut self, mut c: Conn<P>, now: Instant) -> Option<u32> {
+        if self.by_client.len() >= self.cfg.max_connections {
+            return None;
+        }
+        c.generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.conns.push(None);
+                (self.conns.len() - 1) as u32
+            }
+        };
+        self.by_client.insert((c.client, c.service), id);
+        if c.state != State::ReplyClose {
+            self.by_server.insert((c.server, c.pool), id);
+        }
+        if c.mptcp {
+            self.by_token.insert(c.token, id);
+        }
+        let generation = c.generation;
+        let deadline = self.deadline_of(&c);
+        self.conns[id as usize] = Some(c);
+        self.wheel.arm(id, generation, deadline.max(now));
+        Some(id)
+    }
+
+    /// Removes a connection and releases what it holds (RFC 6888 REQ-8 hold-down
+    /// starts now for its pool port).
+    pub(crate) fn remove(&mut self, id: u32, now: Instant) {
+        let Some(c) = self.conns.get_mut(id as usize).and_then(Option::take) else {
+            return;
+        };
+        self.by_client.remove(&(c.client, c.service));
+        if self.by_server.get(&(c.server, c.pool)) == Some(&id) {
+            self.by_server.remove(&(c.server, c.pool));
+            self.pool.release(c.pool.ip(), c.pool.port(), now);
+        }
+        if c.mptcp && self.by_token.get(&c.token) == Some(&id) {
+            self.by_token.remove(&c.token);
+        }
+        if matches!(c.state, State::SynSent | State::SynAckSent) {
+            self.pending_done(c.client.ip());
+        }
+        self.free.push(id);
+    }
+
+    pub(crate) fn pending_done(&mut self, client: IpAddr) {
+        if let Some(n) = self.pending_per_client.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_per_client.remove(&client);
+            }
+        }
+    }
+
+    fn touch(&mut self, id: u32, now: Instant) {
+        if let Some(c) = self.conn_mut(id) {
+            c.last_activity = now;
+        }
+    }
+
+    /// When the connection's idle/handshake timer expires.
+    fn deadline_of(&self, c: &Conn<P>) -> Instant {
+        let idle = match c.state {
+            // RFC 8803 §4.2 + brief §6.8: bounded wait for the server.
+            State::SynSent => return c.created + self.cfg.syn_timeout,
+            State::Established => self.cfg.established_idle,
+            // RFC 5382 REQ-5 / RFC 7857 §2.1: transitory.
+            _ => self.cfg.transitory_idle,
+        };
+        let t = c.last_activity + idle;
+        match c.rto_at {
+            Some(r) if r < t => r,
+            _ => t,
+        }
+    }
+
+    pub(crate) fn queue(&mut self, id: u32, tx: Tx) {
+        if let Some(c) = self.conn(id) {
+            let g = c.generation;
+            self.txq.push_back((id, g, tx));
+        }
+    }
+
+    /// Arms the retransmission timer for engine-originated bytes.
+    pub(crate) fn arm_rto(&mut self, id: u32, now: Instant) {
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.rto_at.is_some() {
+            return;
+        }
+        let at = now + c.rto;
+        c.rto_at = Some(at);
+        let g = c.generation;
+        self.wheel.arm(id, g, at);
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// The next time [`Engine::handle_timeout`] has work, if any.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wheel.next_tick()
+    }
+
+    /// Runs expired timers: handshake timeouts (SYN-ACK + Error 65), retransmissions
+    /// of engine-originated bytes, idle expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut fired = Vec::new();
+        self.wheel.advance(now, |f| fired.push(f));
+        for f in fired {
+            let Some(c) = self.conn(f.key) else { continue };
+            if c.generation != f.generation {
+                continue;
+            }
+            self.on_timer(f.key, now);
+        }
+    }
+
+    fn on_timer(&mut self, id: u32, now: Instant) {
+        let Some(c) = self.conn_mut(id) else { return };
+        // Retransmission of our own bytes first.
+        if let Some(at) = c.rto_at
+            && at <= now
+        {
+            c.rto_at = None;
+            c.retries += 1;
+            c.rto = (c.rto * 2).min(Duration::from_secs(60));
+            let retries = c.retries;
+            let pending = self.unacked_tx(id);
+            if retries > 8 {
+                // RFC 8803 §4.2: downstream failure tears the connection down.
+                self.abort(id, now);
+                return;
+            }
+            for &tx in &pending {
+                self.queue(id, tx);
+            }
+            if !pending.is_empty() {
+                self.arm_rto(id, now);
+            }
+        }
+        let Some(c) = self.conn(id) else { return };
+        let deadline = self.deadline_of(c);
+        if deadline <= now {
+            match c.state {
+                State::SynSent => self.syn_timeout(id, now),
+                State::ClientGone => self.abort(id, now),
+                _ => {
+                    if c.state == State::Established {
+                        self.queue(id, Tx::ServerRst);
+                        self.queue(id, Tx::ClientRst);
+                    }
+                    self.remove(id, now);
+                }
+            }
+            return;
+        }
+        let g = c.generation;
+        self.wheel.arm(id, g, deadline);
+    }
+
+    /// Engine-originated items still unacknowledged.
+    fn unacked_tx(&self, id: u32) -> Vec<Tx> {
+        let mut v = Vec::new();
+        let Some(c) = self.conn(id) else { return v };
+        match c.state {
+            State::SynAckSent => v.push(Tx::ClientSynAck),
+            State::ReplyClose => {
+                if !c.reply_acked {
+                    v.push(Tx::ClientSynAck);
+                } else if c.e_fin_sent {
+                    v.push(Tx::ClientFin);
+                }
+            }
+            _ => {}
+        }
+        if matches!(
+            c.state,
+            State::SynAckSent | State::Established | State::TimeWait
+        ) {
+            if c.app_len > 0 && c.held_syn.is_some() {
+                v.push(Tx::ServerAck);
+            }
+            if c.state != State::SynAckSent && c.mptcp && !c.reply_acked {
+                v.push(Tx::ConvertReply);
+            }
+        }
+        v
+    }
+
+    /// Tears a connection down on both legs.
+    pub(crate) fn abort(&mut self, id: u32, now: Instant) {
+        let state = self.conn(id).map(|c| c.state);
+        if let Some(st) = state
+            && st != State::ReplyClose
+            && st != State::SynSent
+        {
+            self.queue(id, Tx::ServerRst);
+            if st != State::ClientGone {
+                self.queue(id, Tx::ClientRst);
+            }
+            // Build the RSTs before the state goes: poll_transmit needs it, so keep
+            // the entry until transmitted (TimeWait with no timers but the idle one).
+            if let Some(c) = self.conn_mut(id) {
+                c.state = State::TimeWait;
+                c.rto_at = None;
+            }
+            return;
+        }
+        self.remove(id, now);
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// Writes the next engine-originated packet into `buf` (which should hold at
+    /// least 1500 bytes plus room for headers: 2048 is safe).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        while let Some((id, generation, tx)) = self.txq.pop_front() {
+            let Some(c) = self.conn(id) else { continue };
+            if c.generation != generation {
+                continue;
+            }
+            if let Some(t) = self.build(now, id, tx, buf) {
+                self.counters.generated += 1;
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+/// Which shard owns a packet, computable from the packet alone (no shared state):
+/// return traffic by the pool port block of its destination port, MP_JOIN SYNs by
+/// the token (the converter grinds its key until `token mod shards` is the owner).
+/// `None` means "the shard that received it" (client-side packets of an existing
+/// subflow arrive where RSS put its SYN).
+#[must_use]
+pub fn owner_of(cfg: &EngineConfig, shards: u16, port: Port, pkt: &[u8]) -> Option<u16> {
+    let seg = Segment::parse(pkt).ok()?;
+    match port {
+        Port::Core => {
+            if cfg.pool.contains(seg.dst) {
+                cfg.pool.port_owner(seg.dport, shards)
+            } else {
+                None
+            }
+        }
+        Port::Access => {
+            if !seg.flags.syn() || seg.flags.ack() {
+                return None;
+            }
+            seg.mptcp(pkt).find_map(|o| match o {
+                Ok(hac_wire::mptcp::MptcpOption::MpJoin(hac_wire::mptcp::MpJoinRepr::Syn {
+                    token,
+                    ..
+                })) => Some((token % u32::from(shards.max(1))) as u16),
+                _ => None,
+            })
+        }
+    }
+}

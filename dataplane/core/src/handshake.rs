@@ -1,0 +1,673 @@
+//! The 0-RTT Convert handshake (RFC 8803 §4.2, §6) on the converter:
+//!
+//! client SYN (+MP_CAPABLE) carrying a Convert request → checks → downstream SYN at
+//! once → server SYN-ACK → our SYN-ACK to the client (acknowledging the whole SYN
+//! payload, brief §6.7) → client third ACK (its key) → the Convert reply as the
+//! first DSS-mapped bytes with the client's DATA_ACK (field notes §2).
+//!
+//! Failures answer with SYN-ACK + Error TLV in its payload, then a graceful close
+//! (RFC 8803 §6.2.8: never an immediate RST). That SYN-ACK carries no MP_CAPABLE:
+//! the connection ends anyway, and a plain SYN-ACK may carry data (brief §2.10).
+
+use core::net::{IpAddr, SocketAddr};
+
+use hac_wire::convert::{ConnectRequest, ConvertError, ErrorCode, ErrorValue, MessageBuilder};
+use hac_wire::crypto::key_material;
+use hac_wire::mptcp::{MpCapableForm, MptcpOption};
+use hac_wire::seq::{DataSeq, SeqNum};
+use hac_wire::tcp::Flags;
+
+use crate::conn::{Conn, State};
+use crate::drop::DropReason;
+use crate::engine::{Action, Engine, Port, Tx};
+use crate::packet::PacketBuf;
+use crate::pool::PoolError;
+use crate::segment::Segment;
+use crate::time::Instant;
+
+/// TCP option kinds we accept in an Extended Connect (RFC 8803 §6.2.5 / §7):
+/// SACK-permitted, timestamps, MPTCP. Kinds 0, 1, 2, 3, 5 are ignored by the parser.
+const SUPPORTED_CONNECT_KINDS: [u8; 3] = [4, 8, 30];
+
+/// What the Supported TCP Extensions TLV announces (RFC 8803 §6.2.4, §7.5: a
+/// converter offering MPTCP conversion MUST list 30).
+const SUPPORTED_EXTENSIONS: [u8; 3] = [4, 8, 30];
+
+/// Bytes of MPTCP options the engine adds to a server segment toward the client: a
+/// DSS with 64-bit DATA_ACK and DSN, SSN, length (26, NOP-padded to 28).
+pub(crate) const DSS_ROOM: u16 = 28;
+
+/// A Convert reply that ends the connection.
+enum Refusal {
+    /// An Error TLV (RFC 8803 §6.2.8).
+    Error(ErrorCode, u8),
+    /// Malformed / Unsupported Message with the echo of the offending message.
+    Echo(ErrorCode),
+    /// Unsupported TCP Option with the offending kinds.
+    Options([u8; 8], usize),
+    /// Info-only request: Supported TCP Extensions, then close (RFC 8803 §6.2.2).
+    InfoOnly,
+}
+
+impl<P: PacketBuf> Engine<P> {
+    /// A SYN from the access side.
+    pub(crate) fn client_syn(
+        &mut self,
+        now: Instant,
+        seg: &Segment,
+        pkt: &mut P,
+        existing: Option<u32>,
+    ) -> Action {
+        if let Some(id) = existing {
+            let Some(c) = self.conn(id) else {
+                return Action::Drop(DropReason::NoBinding);
+            };
+            if c.c_isn == seg.seq {
+                // A retransmitted SYN (Linux resends it without the data): only now
+                // is the downstream SYN retransmitted (RFC 8803 §9.3, no amplification).
+                let tx = match c.state {
+                    State::SynSent => Some(Tx::ServerSyn),
+                    State::SynAckSent | State::ReplyClose => Some(Tx::ClientSynAck),
+                    _ => None,
+                };
+                if let Some(tx) = tx {
+                    self.queue(id, tx);
+                }
+                self.counters.drop(DropReason::SynRetransmit);
+                return Action::Consumed;
+            }
+            if matches!(
+                c.state,
+                State::TimeWait | State::ClientGone | State::ReplyClose
+            ) {
+                // A new connection reusing the 4-tuple (RFC 5382 REQ-5: closing state).
+                self.remove(id, now);
+            } else {
+                return Action::Drop(DropReason::NoBinding);
+            }
+        }
+        if seg.dport != self.cfg.service_port || !self.cfg.service_addrs.contains(&seg.dst) {
+            return Action::Drop(DropReason::NoBinding);
+        }
+        let data = pkt.data();
+        // MPTCP: an MP_JOIN SYN is demultiplexed by token (multipath issue).
+        let mut mp_capable = None;
+        for o in seg.mptcp(data) {
+            match o {
+                Ok(MptcpOption::MpCapable(c)) if c.form == MpCapableForm::Syn => {
+                    mp_capable = Some(c);
+                }
+                Ok(MptcpOption::MpJoin(_)) => return Action::Drop(DropReason::Unsupported),
+                Ok(_) => {}
+                Err(r) => return Action::Drop(r),
+            }
+        }
+        // RFC 8684 §3.1: version 1 with a crypto proposal we support (H); otherwise
+        // answer without MP_CAPABLE (plain TCP).
+        let mptcp = mp_capable.filter(|c| c.version >= 1 && c.flags.is_supported());
+        let payload = seg.payload(data);
+        if payload.is_empty() {
+            // RFC 8803 §6: SYNs to the converter port without Convert TLVs are ignored.
+            return Action::Drop(DropReason::NoConvertMessage);
+        }
+        if self.pending_per_client.get(&seg.src).copied().unwrap_or(0)
+            >= self.cfg.max_pending_per_client
+        {
+            // RFC 8803 §9.3: limit pending requests per client.
+            return Action::Drop(DropReason::PendingLimit);
+        }
+        let mut conn = self.new_conn(
+            now,
+            seg,
+            mptcp.is_some(),
+            mptcp.is_some_and(|c| c.flags.checksum_required()),
+        );
+        let syn_len = payload.len() as u32;
+        conn.syn_len = syn_len;
+        let req = match ConnectRequest::parse(payload) {
+            Ok(r) => r,
+            Err(ConvertError::TotalLengthZero) => {
+                // RFC 8803 §6.1: Total Length 0 resets the connection.
+                return self.reset_syn(seg, pkt);
+            }
+            Err(e) => {
+                let r = match e.error_code() {
+                    Some(c @ (ErrorCode::MalformedMessage | ErrorCode::UnsupportedMessage)) => {
+                        Refusal::Echo(c)
+                    }
+                    Some(ErrorCode::UnsupportedVersion) => {
+                        Refusal::Error(ErrorCode::UnsupportedVersion, 1)
+                    }
+                    Some(c) => Refusal::Error(c, 0),
+                    None => return self.reset_syn(seg, pkt),
+                };
+                return self.refuse(now, conn, r, pkt, seg);
+            }
+        };
+        let (req, app_off) = req;
+        let Some(connect) = req.connect else {
+            let r = if req.info {
+                Refusal::InfoOnly
+            } else {
+                Refusal::Echo(ErrorCode::MalformedMessage)
+            };
+            return self.refuse(now, conn, r, pkt, seg);
+        };
+        // RFC 8803 §6.2.5: every listed option must be supported, else 33.
+        let mut kinds = [0u8; 8];
+        let mut nk = 0;
+        for o in connect.options() {
+            let k = o.kind;
+            if matches!(k, 0 | 1 | 2 | 3 | 5) || SUPPORTED_CONNECT_KINDS.contains(&k) {
+                continue;
+            }
+            if nk < kinds.len() && !kinds[..nk].contains(&k) {
+                kinds[nk] = k;
+                nk += 1;
+            }
+        }
+        if nk > 0 {
+            return self.refuse(now, conn, Refusal::Options(kinds, nk), pkt, seg);
+        }
+        let server = connect.remote();
+        if server.port() == 0 || server.ip().is_unspecified() {
+            return self.refuse(
+                now,
+                conn,
+                Refusal::Echo(ErrorCode::MalformedMessage),
+                pkt,
+                seg,
+            );
+        }
+        if let Some(code) = self.destination_policy(server.ip()) {
+            return self.refuse(now, conn, Refusal::Error(code, 0), pkt, seg);
+        }
+        let app_len = payload.len() - app_off;
+        if app_len > self.cfg.max_syn_app_data {
+            return self.refuse(
+                now,
+                conn,
+                Refusal::Error(ErrorCode::ResourceExceeded, 0),
+                pkt,
+                seg,
+            );
+        }
+        // Paired pooling (RFC 6888 REQ-2), ports from this shard's blocks.
+        let pool = match self.pool.allocate(seg.src, server.is_ipv6(), now) {
+            Ok((a, p)) => SocketAddr::new(a, p),
+            // RFC 8803 §6.2.8: 64 Resource Exceeded; existing bindings are never
+            // evicted (RFC 6888 REQ-11).
+            Err(PoolError::Exhausted) => {
+                return self.refuse(
+                    now,
+                    conn,
+                    Refusal::Error(ErrorCode::ResourceExceeded, 0),
+                    pkt,
+                    seg,
+                );
+            }
+            Err(PoolError::NoAddress) => {
+                return self.refuse(
+                    now,
+                    conn,
+                    Refusal::Error(ErrorCode::NetworkFailure, 0),
+                    pkt,
+                    seg,
+                );
+            }
+        };
+        conn.server = server;
+        conn.pool = pool;
+        conn.app_len = app_len as u32;
+        conn.app_off = seg.payload_off() + app_off;
+        if app_len > 0 {
+            conn.held_syn = Some(pkt.share());
+        }
+        // Reply: a bare header, or Extended TCP Header for an Extended Connect
+        // (filled in when the server answers), plus Supported TCP Extensions if asked.
+        conn.reply_info = req.info;
+        conn.reply_extended = connect.is_extended();
+        conn.reply = self.ok_reply(req.info, false, &[]);
+        let Some(id) = self.insert(conn, now) else {
+            self.pool.release(pool.ip(), pool.port(), now);
+            return Action::Drop(DropReason::TableFull);
+        };
+        *self.pending_per_client.entry(seg.src).or_insert(0) += 1;
+        self.counters.convert_requests += 1;
+        self.queue(id, Tx::ServerSyn);
+        Action::Consumed
+    }
+
+    /// A fresh connection from a client SYN (client-leg fields only).
+    fn new_conn(&mut self, now: Instant, seg: &Segment, mptcp: bool, csum: bool) -> Conn<P> {
+        let (local_key, km) = if mptcp {
+            self.grind_key()
+        } else {
+            (0, key_material(0))
+        };
+        let e_isn = SeqNum(self.random() as u32);
+        let p_isn = SeqNum(self.random() as u32);
+        let ts_offset = self.random() as u32;
+        let o = &seg.opts;
+        Conn {
+            generation: 0,
+            state: State::SynSent,
+            mptcp,
+            fallback: false,
+            client: seg.src_sock(),
+            service: seg.dst_sock(),
+            c_isn: seg.seq,
+            syn_len: 0,
+            e_isn,
+            c_ws: o.window_scale.map_or(0, |w| w.min(14)),
+            e_ws: 0,
+            c_mss: o.mss.unwrap_or(536),
+            c_sack: o.sack_permitted,
+            c_offered_ts: o.timestamps.is_some(),
+            c_offered_ws: o.window_scale.is_some(),
+            ts: false,
+            c_ts_recent: o.timestamps.map_or(0, |t| t.0),
+            local_key,
+            local_idsn: if mptcp {
+                km.idsn
+            } else {
+                DataSeq(u64::from(e_isn.0))
+            },
+            token: km.token,
+            client_key: 0,
+            client_idsn: DataSeq(0),
+            csum: mptcp && (csum || self.cfg.dss_checksum),
+            mapping: None,
+            c_dsn_nxt: DataSeq(0),
+            c_rcv_nxt: seg.seq + 1,
+            c_ack_sent: seg.seq,
+            c_ssn_delta: 0,
+            c_data_ack: DataSeq(0),
+            c_win: 65535,
+            e_snd_nxt: e_isn + 1,
+            c_subflow_fin: None,
+            e_fin_sent: false,
+            pool: SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
+            server: SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
+            p_isn,
+            s_isn: SeqNum(0),
+            s_ws: 0,
+            p_ws: 0,
+            s_mss: 536,
+            s_sack: false,
+            s_ts_recent: 0,
+            s_ack: p_isn + 1,
+            s_win: 65535,
+            p_ack_sent: SeqNum(0),
+            p_win_sent: 0,
+            app_len: 0,
+            held_syn: None,
+            app_off: 0,
+            held_server: Vec::new(),
+            reply: Box::default(),
+            reply_acked: false,
+            reply_info: false,
+            reply_extended: false,
+            c_fin: None,
+            s_fin: None,
+            last_activity: now,
+            created: now,
+            rto_at: None,
+            rto: self.cfg.initial_rto,
+            retries: 0,
+            ts_offset,
+        }
+    }
+
+    /// Draws MPTCP keys until the token maps to this shard and is unique here
+    /// (RFC 8684 §3.1 SHOULD; `owner_of` relies on `token mod shards`).
+    fn grind_key(&mut self) -> (u64, hac_wire::crypto::KeyMaterial) {
+        loop {
+            let key = self.random();
+            let km = key_material(key);
+            if (km.token % u32::from(self.shards)) as u16 == self.shard
+                && !self.by_token.contains_key(&km.token)
+            {
+                return (key, km);
+            }
+        }
+    }
+
+    /// Destination policy (RFC 8803 §6.2.5, §9.2; brief §1.7): our own addresses
+    /// (loops) and, if configured, private ranges are Not Authorized.
+    fn destination_policy(&self, ip: IpAddr) -> Option<ErrorCode> {
+        if self.cfg.service_addrs.contains(&ip) || self.cfg.pool.contains(ip) {
+            return Some(ErrorCode::NotAuthorized);
+        }
+        if self.cfg.deny_private_destinations {
+            let private = match ip {
+                IpAddr::V4(a) => {
+                    a.is_private()
+                        || a.is_link_local()
+                        || (a.octets()[0] == 100 && a.octets()[1] & 0xc0 == 64)
+                }
+                IpAddr::V6(a) => a.is_unique_local() || a.is_unicast_link_local(),
+            };
+            if private {
+                return Some(ErrorCode::NotAuthorized);
+            }
+        }
+        None
+    }
+
+    /// The success reply: bare header, plus Supported TCP Extensions when the
+    /// client sent Info, plus Extended TCP Header (server's SYN-ACK options) for an
+    /// Extended Connect (RFC 8803 §6.2.2, §6.2.6).
+    pub(crate) fn ok_reply(&self, info: bool, extended: bool, server_opts: &[u8]) -> Box<[u8]> {
+        let mut buf = [0u8; 128];
+        let n = {
+            let Ok(mut b) = MessageBuilder::new(&mut buf) else {
+                return Box::from(&[1u8, 1, 0x22, 0x63][..]);
+            };
+            if info {
+                let _ = b.supported_tcp_extensions(&SUPPORTED_EXTENSIONS);
+            }
+            if extended {
+                let _ = b.extended_tcp_header(server_opts);
+            }
+            b.finish().unwrap_or(0)
+        };
+        if n == 0 {
+            return Box::from(&[1u8, 1, 0x22, 0x63][..]);
+        }
+        Box::from(&buf[..n])
+    }
+
+    /// Answers a Convert request with a reply that ends the connection.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        mut conn: Conn<P>,
+        r: Refusal,
+        pkt: &mut P,
+        seg: &Segment,
+    ) -> Action {
+        let payload = seg.payload(pkt.data());
+        let mut buf = [0u8; 1020];
+        let n = {
+            let Ok(mut b) = MessageBuilder::new(&mut buf) else {
+                return Action::Drop(DropReason::Malformed);
+            };
+            let res = match r {
+                Refusal::Error(code, v) => match code {
+                    ErrorCode::UnsupportedVersion => b.error_raw(code.to_u8(), &[1]).map(|_| 0),
+                    ErrorCode::ResourceExceeded => {
+                        b.error(&ErrorValue::ResourceExceeded { retry_delay: v })
+                    }
+                    ErrorCode::NetworkFailure => {
+                        b.error(&ErrorValue::NetworkFailure { retry_delay: v })
+                    }
+                    _ => b.error_raw(code.to_u8(), &[0]).map(|_| 0),
+                },
+                Refusal::Echo(code) => {
+                    let echo = &payload[..payload.len().min(1000)];
+                    if code == ErrorCode::UnsupportedMessage {
+                        b.error(&ErrorValue::UnsupportedMessage { echo })
+                    } else {
+                        b.error(&ErrorValue::MalformedMessage { echo })
+                    }
+                }
+                Refusal::Options(k, n) => b
+                    .error_raw(ErrorCode::UnsupportedTcpOption.to_u8(), &k[..n])
+                    .map(|_| 0),
+                Refusal::InfoOnly => b
+                    .supported_tcp_extensions(&SUPPORTED_EXTENSIONS)
+                    .map(|()| 0),
+            };
+            if res.is_err() {
+                return Action::Drop(DropReason::Malformed);
+            }
+            b.finish().unwrap_or(4)
+        };
+        if !matches!(r, Refusal::InfoOnly) {
+            self.counters.convert_errors += 1;
+        }
+        conn.reply = Box::from(&buf[..n]);
+        conn.state = State::ReplyClose;
+        conn.mptcp = false;
+        conn.csum = false;
+        // A plain SYN-ACK: the client leg's options need no server.
+        conn.ts = conn.c_offered_ts;
+        conn.s_mss = self.mss_for(conn.client.ip());
+        conn.local_idsn = DataSeq(u64::from(conn.e_isn.0));
+        conn.c_data_ack = conn.local_idsn;
+        match self.insert(conn, now) {
+            Some(id) => {
+                self.queue(id, Tx::ClientSynAck);
+                self.arm_rto(id, now);
+                Action::Consumed
+            }
+            None => Action::Drop(DropReason::TableFull),
+        }
+    }
+
+    /// RST in answer to a SYN, written in place (RFC 9293 §3.10.7.1 form).
+    fn reset_syn(&mut self, seg: &Segment, pkt: &mut P) -> Action {
+        let ack = seg.seq + 1 + seg.payload_len() as u32;
+        let out = crate::emit::TcpOut {
+            src: seg.dst_sock(),
+            dst: seg.src_sock(),
+            seq: SeqNum(0),
+            ack,
+            flags: Flags::RST | Flags::ACK,
+            window: 0,
+            options: &[],
+        };
+        if self.write_in_place(pkt, seg, &out, 0, hac_wire::checksum::Checksum::new()) {
+            Action::Forward(Port::Access)
+        } else {
+            Action::Drop(DropReason::NoRoom)
+        }
+    }
+
+    /// The server's answer to our SYN.
+    pub(crate) fn server_syn_answer(
+        &mut self,
+        now: Instant,
+        id: u32,
+        seg: &Segment,
+        pkt: &mut P,
+    ) -> Action {
+        let Some(c) = self.conn(id) else {
+            return Action::Drop(DropReason::NoBindingCore);
+        };
+        if !seg.flags.ack() || seg.ack != c.p_isn + 1 {
+            return Action::Drop(DropReason::OutOfWindow);
+        }
+        if seg.flags.rst() {
+            // RFC 8803 §6.2.8: 96 Connection Reset.
+            return self.server_failed(now, id, ErrorCode::ConnectionReset, 0);
+        }
+        if !seg.flags.syn() {
+            return Action::Drop(DropReason::HandshakeIncomplete);
+        }
+        let o = seg.opts;
+        let (info, extended);
+        {
+            let c = self.conn_mut(id).expect("checked above");
+            c.s_isn = seg.seq;
+            c.s_mss = o.mss.unwrap_or(536);
+            c.s_sack = o.sack_permitted && c.c_sack;
+            // RFC 7323: timestamps on both legs or neither (the engine owns both).
+            c.ts = o.timestamps.is_some() && c.c_offered_ts;
+            if let Some((tsval, _)) = o.timestamps {
+                c.s_ts_recent = tsval;
+            }
+            // Window scale: scaling on the server leg iff both SYNs carried it.
+            if let (Some(ws), true) = (o.window_scale, c.c_offered_ws) {
+                c.s_ws = ws.min(14);
+                c.p_ws = c.c_ws;
+                c.e_ws = c.s_ws;
+            } else {
+                c.s_ws = 0;
+                c.p_ws = 0;
+                c.e_ws = 0;
+                if !c.c_offered_ws {
+                    c.c_ws = 0;
+                }
+            }
+            c.s_win = u32::from(seg.window) << c.s_ws.min(14);
+            c.s_ack = seg.ack;
+            c.state = State::SynAckSent;
+            (info, extended) = (c.reply_info, c.reply_extended);
+        }
+        if extended {
+            // RFC 8803 §6.2.6: the server's SYN-ACK options, for an Extended Connect.
+            let reply = self.ok_reply(info, true, seg.options(pkt.data()));
+            if let Some(c) = self.conn_mut(id) {
+                c.reply = reply;
+            }
+        }
+        let client_ip = self.conn(id).map(|c| c.client.ip());
+        if let Some(ip) = client_ip {
+            self.pending_done(ip);
+        }
+        self.queue(id, Tx::ServerAck);
+        self.queue(id, Tx::ClientSynAck);
+        self.arm_rto(id, now);
+        Action::Consumed
+    }
+
+    /// The server refused or never answered: answer the client with an Error.
+    pub(crate) fn server_failed(
+        &mut self,
+        now: Instant,
+        id: u32,
+        code: ErrorCode,
+        value: u8,
+    ) -> Action {
+        let Some((server, pool, client, ts)) = self
+            .conn(id)
+            .map(|c| (c.server, c.pool, c.client, c.c_offered_ts))
+        else {
+            return Action::Consumed;
+        };
+        let mut buf = [0u8; 16];
+        let n = {
+            let Ok(mut b) = MessageBuilder::new(&mut buf) else {
+                return Action::Consumed;
+            };
+            let _ = b.error_raw(code.to_u8(), &[value]);
+            b.finish().unwrap_or(4)
+        };
+        self.by_server.remove(&(server, pool));
+        self.pool.release(pool.ip(), pool.port(), now);
+        self.pending_done(client.ip());
+        self.counters.convert_errors += 1;
+        let mss = self.mss_for(client.ip());
+        let c = self.conn_mut(id).expect("present");
+        c.reply = Box::from(&buf[..n]);
+        c.state = State::ReplyClose;
+        c.mptcp = false;
+        c.csum = false;
+        c.ts = ts;
+        c.s_mss = mss;
+        c.e_ws = 0;
+        c.held_syn = None;
+        c.local_idsn = DataSeq(u64::from(c.e_isn.0));
+        c.c_data_ack = c.local_idsn;
+        self.queue(id, Tx::ClientSynAck);
+        self.arm_rto(id, now);
+        Action::Consumed
+    }
+
+    /// No server answer within `syn_timeout`: SYN-ACK + Error 65 (brief §6.8) and an
+    /// RST to the server in case it answers late.
+    pub(crate) fn syn_timeout(&mut self, id: u32, now: Instant) {
+        let _ = self.server_failed(now, id, ErrorCode::NetworkFailure, 0);
+    }
+
+    /// The MSS for a client leg of this family.
+    pub(crate) fn mss_for(&self, ip: IpAddr) -> u16 {
+        if ip.is_ipv6() {
+            self.cfg.mss_v6
+        } else {
+            self.cfg.mss_v4
+        }
+    }
+
+    /// The client's third ACK (MPTCP) or first ACK (plain): completes the handshake.
+    /// Returns whether the segment should go on to upstream translation.
+    pub(crate) fn client_handshake_ack(
+        &mut self,
+        now: Instant,
+        id: u32,
+        seg: &Segment,
+        pkt: &P,
+    ) -> Result<(), DropReason> {
+        let data = pkt.data();
+        let Some(c) = self.conn(id) else {
+            return Err(DropReason::NoBinding);
+        };
+        if !seg.flags.ack() || seg.ack.diff(c.e_isn + 1) < 0 || seg.ack.diff(c.e_snd_nxt) > 0 {
+            return Err(DropReason::OutOfWindow);
+        }
+        let mut key = None;
+        if c.mptcp {
+            for o in seg.mptcp(data) {
+                if let Ok(MptcpOption::MpCapable(m)) = o {
+                    match m.form {
+                        MpCapableForm::Ack {
+                            sender_key,
+                            receiver_key,
+                        }
+                        | MpCapableForm::AckData {
+                            sender_key,
+                            receiver_key,
+                            ..
+                        } => {
+                            if receiver_key != c.local_key {
+                                return Err(DropReason::BadMptcpOption);
+                            }
+                            key = Some(sender_key);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let c = self.conn_mut(id).expect("present");
+        if c.mptcp {
+            match key {
+                Some(k) => {
+                    let km = key_material(k);
+                    c.client_key = k;
+                    c.client_idsn = km.idsn;
+                    c.c_dsn_nxt = km.idsn + 1;
+                }
+                None => {
+                    // RFC 8684 §3.1: a third packet without MP_CAPABLE falls back.
+                    c.fallback = true;
+                }
+            }
+        }
+        c.state = State::Established;
+        c.c_data_ack = c.local_idsn + 1;
+        self.counters.established += 1;
+        if self.conn(id).is_some_and(|c| c.fallback) {
+            self.counters.fallbacks += 1;
+        }
+        let (mptcp, fallback, held) = {
+            let c = self.conn(id).expect("present");
+            (c.mptcp, c.fallback, c.held_server.len())
+        };
+        if mptcp && !fallback {
+            // Field notes §2: the reply leaves now, with the client's DATA_ACK.
+            self.queue(id, Tx::ConvertReply);
+            self.arm_rto(id, now);
+        } else if mptcp && fallback {
+            // The reply was not sent yet: send it as plain data.
+            self.queue(id, Tx::ConvertReply);
+            self.arm_rto(id, now);
+        }
+        for _ in 0..held {
+            self.queue(id, Tx::HeldServer);
+        }
+        Ok(())
+    }
+}

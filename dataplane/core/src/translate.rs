@@ -1,0 +1,542 @@
+//! Established translation, single subflow, both directions (docs/translation.md):
+//!
+//! * upstream (client → server): the DSS mapping places the segment in the client's
+//!   data stream; the server-leg sequence is `p_isn + 1 + A + (DSN − IDSN_c − 1)`;
+//!   the DATA_ACK becomes the server-leg ACK; MPTCP options are removed.
+//! * downstream (server → client): server byte `y` is downstream index
+//!   `v = y − s_isn − 1`, subflow sequence `e_isn + 1 + R + v`, DSN
+//!   `IDSN_e + 1 + R + v`; each segment gets a DSS with its mapping and the DATA_ACK.
+//!
+//! Headers are rebuilt (never the payload moved); timestamps are owned per leg.
+
+use hac_wire::checksum::{self, Checksum};
+use hac_wire::mptcp::{
+    DataSeqField, DssRepr, Mapping, MpCapableForm, MpFastcloseRepr, MptcpOption,
+};
+use hac_wire::seq::{DataSeq, SeqNum};
+use hac_wire::tcp::Flags;
+use hac_wire::tcp_options::{OptionsBuilder, TcpOption};
+
+use crate::conn::{ClientMapping, Conn, MAX_HELD_SERVER, State};
+use crate::drop::DropReason;
+use crate::emit::{TcpOut, payload_sum_from_checksum};
+use crate::engine::{Action, Engine, Port, Tx};
+use crate::packet::PacketBuf;
+use crate::segment::Segment;
+use crate::time::Instant;
+
+/// Scales a window field from one leg's shift to another's, saturating.
+pub(crate) fn rescale(bytes: u32, shift: u8) -> u16 {
+    u16::try_from(bytes >> shift.min(14)).unwrap_or(u16::MAX)
+}
+
+impl<P: PacketBuf> Engine<P> {
+    /// Client → server.
+    pub(crate) fn upstream(&mut self, now: Instant, id: u32, seg: &Segment, pkt: &mut P) -> Action {
+        let Some(state) = self.conn(id).map(|c| c.state) else {
+            return Action::Drop(DropReason::NoBinding);
+        };
+        if seg.flags.rst() {
+            return self.client_rst(now, id, seg, pkt);
+        }
+        let handshake_ack = state == State::SynAckSent;
+        match state {
+            State::SynSent => return Action::Drop(DropReason::HandshakeIncomplete),
+            State::SynAckSent => {
+                if let Err(r) = self.client_handshake_ack(now, id, seg, pkt) {
+                    return Action::Drop(r);
+                }
+            }
+            State::ReplyClose => return self.reply_close_input(now, id, seg),
+            State::ClientGone => return Action::Drop(DropReason::ClientGone),
+            State::Established | State::TimeWait => {}
+        }
+        let data = pkt.data();
+        let c = self.conn(id).expect("present");
+        let mptcp = c.mptcp && !c.fallback;
+        let payload_len = seg.payload_len() as u32;
+        // ---- MPTCP options (RFC 8684 §3.3) ----
+        let mut dss: Option<DssRepr> = None;
+        let mut implicit: Option<(u16, Option<u16>)> = None;
+        if c.mptcp {
+            for o in seg.mptcp(data) {
+                match o {
+                    Ok(MptcpOption::Dss(d)) => dss = Some(d),
+                    Ok(MptcpOption::MpCapable(m)) => {
+                        if let MpCapableForm::AckData {
+                            data_len, checksum, ..
+                        } = m.form
+                        {
+                            implicit = Some((data_len, checksum));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(r) => return Action::Drop(r),
+                }
+            }
+        }
+        let base = c.c_isn + 1 + c.syn_len;
+        let rel = seg.seq.0.wrapping_sub(base.0).wrapping_add(1); // relative SSN
+        // Where this segment's payload sits in the client's data stream (index 0 =
+        // first byte after the SYN data).
+        let mut u: u64 = u64::from(seg.seq.0.wrapping_sub(base.0));
+        let mut fin_out = false;
+        let mut c_fin: Option<u64> = None;
+        let mut data_ack: Option<DataSeq> = None;
+        let mut new_mapping = None;
+        if mptcp {
+            // MP_CAPABLE with data: implicit mapping DSN = IDSN + 1, SSN 1 (§3.1).
+            if let Some((len, _)) = implicit {
+                new_mapping = Some(ClientMapping {
+                    dsn: c.client_idsn + 1,
+                    ssn: 1,
+                    len: u32::from(len),
+                    data_fin: false,
+                });
+                data_ack = Some(c.local_idsn + 1);
+            }
+            if let Some(d) = dss {
+                if let Some(a) = d.data_ack {
+                    data_ack = Some(a.expand(c.c_data_ack));
+                }
+                if let Some(m) = d.mapping {
+                    if m.data_len == 0 {
+                        // Infinite mapping (§3.3.1): the rest is plain TCP.
+                        let c = self.conn_mut(id).expect("present");
+                        c.fallback = true;
+                        self.counters.fallbacks += 1;
+                        return self.upstream(now, id, seg, pkt);
+                    }
+                    new_mapping = Some(ClientMapping {
+                        dsn: m.dsn.expand(c.c_dsn_nxt),
+                        ssn: m.ssn,
+                        len: u32::from(m.data_len),
+                        data_fin: d.data_fin,
+                    });
+                }
+            }
+            let map = new_mapping.or(c.mapping);
+            if let Some(m) = map {
+                let fin_len = u32::from(m.data_fin);
+                if m.data_fin && m.ssn == 0 && m.len == 1 {
+                    // Data-less DATA_FIN (§3.3.3): SSN 0, length 1.
+                    c_fin = Some(m.dsn.diff(c.client_idsn + 1) as u64);
+                } else if payload_len > 0 {
+                    let off = rel.wrapping_sub(m.ssn);
+                    if off >= m.len - fin_len && !(off == 0 && m.len == fin_len) {
+                        return Action::Drop(DropReason::UnmappedData);
+                    }
+                    let dsn = m.dsn + u64::from(off);
+                    u = dsn.diff(c.client_idsn + 1) as u64;
+                    if m.data_fin && off + payload_len == m.len - 1 {
+                        c_fin = Some(u + u64::from(payload_len));
+                    }
+                } else if m.data_fin && rel == m.ssn.wrapping_add(m.len - 1) {
+                    c_fin = Some(m.dsn.diff(c.client_idsn + 1) as u64 + u64::from(m.len) - 1);
+                }
+            } else if payload_len > 0 {
+                return Action::Drop(DropReason::UnmappedData);
+            }
+            if let Some(f) = c_fin {
+                fin_out = true;
+                if payload_len == 0 {
+                    u = f;
+                }
+            }
+        } else {
+            fin_out = seg.flags.fin();
+            if fin_out {
+                c_fin = Some(u + u64::from(payload_len));
+            }
+            // Plain leg: the subflow ACK is the data-level ACK of our bytes.
+            data_ack = Some(c.local_idsn + u64::from(seg.ack.0.wrapping_sub(c.e_isn.0)));
+        }
+        // A client subflow FIN that is not a DATA_FIN closes the subflow only: the
+        // engine acknowledges it (RFC 8684 §3.3.3).
+        let subflow_fin = mptcp && seg.flags.fin();
+        // ---- state updates ----
+        let c = self.conn_mut(id).expect("present");
+        if let Some(m) = new_mapping {
+            c.mapping = Some(m);
+            c.c_ssn_delta = i64::from(m.ssn) - m.dsn.diff(c.client_idsn);
+            let end = m.dsn + u64::from(m.len);
+            if end.diff(c.c_dsn_nxt) > 0 {
+                c.c_dsn_nxt = end;
+            }
+        }
+        let end = seg.seq + payload_len;
+        if end.diff(c.c_rcv_nxt) > 0 {
+            c.c_rcv_nxt = end;
+        }
+        if subflow_fin {
+            c.c_subflow_fin = Some(seg.seq + payload_len);
+        }
+        // A DATA_ACK may only acknowledge what we sent (+1 for a DATA_FIN).
+        let sent_max = c.local_idsn + u64::from(c.e_snd_nxt.0.wrapping_sub(c.e_isn.0)) + 1;
+        if let Some(a) = data_ack
+            && a.diff(c.c_data_ack) > 0
+            && a.diff(sent_max) <= 0
+        {
+            c.c_data_ack = a;
+            if a.diff(c.local_idsn + 1 + u64::from(c.reply_len())) >= 0 && !c.reply_acked {
+                c.reply_acked = true;
+                c.rto_at = None;
+                c.retries = 0;
+            }
+        }
+        if let Some(f) = c_fin {
+            c.c_fin = Some(f);
+        }
+        if let Some((tsval, _)) = seg.opts.timestamps {
+            c.c_ts_recent = tsval;
+        }
+        c.c_win = u32::from(seg.window) << c.c_ws.min(14);
+        let closed = c.data_closed();
+        if subflow_fin {
+            self.queue(id, Tx::ClientAck);
+        }
+        if closed {
+            self.finish(id);
+        }
+        let c = self.conn(id).expect("present");
+        // Nothing for the server: a pure subflow FIN, or a duplicate ACK carrying
+        // only MPTCP signalling.
+        let ack = c.server_ack_from_data_ack(c.c_data_ack);
+        let window = rescale(c.c_win, c.p_ws);
+        // Duplicate ACKs are forwarded (the server's fast retransmit needs them); only
+        // the handshake ACK and subflow-only signals stop here.
+        if payload_len == 0
+            && !fin_out
+            && (subflow_fin || (handshake_ack && ack == c.p_ack_sent && window == c.p_win_sent))
+        {
+            return Action::Consumed;
+        }
+        // ---- rewrite toward the server ----
+        let seq = c.p_seq(u);
+        let mut flags = Flags::ACK | (seg.flags & Flags::PSH);
+        if fin_out {
+            flags |= Flags::FIN;
+        }
+        let mut opt_buf = [0u8; 40];
+        let opt_len = {
+            let mut b = OptionsBuilder::new(&mut opt_buf);
+            if c.ts {
+                let _ = b.push(&TcpOption::NoOperation);
+                let _ = b.push(&TcpOption::NoOperation);
+                let _ = b.push(&TcpOption::Timestamps {
+                    tsval: c.tsval(now),
+                    tsecr: c.s_ts_recent,
+                });
+            }
+            b.finish().unwrap_or(0)
+        };
+        let out = TcpOut {
+            src: c.pool,
+            dst: c.server,
+            seq,
+            ack,
+            flags,
+            window,
+            options: &opt_buf[..opt_len],
+        };
+        let c = self.conn_mut(id).expect("present");
+        c.p_ack_sent = ack;
+        c.p_win_sent = window;
+        let psum = self.payload_sum(seg, pkt);
+        if !self.write_in_place(pkt, seg, &out, payload_len as usize, psum) {
+            return Action::Drop(DropReason::NoRoom);
+        }
+        Action::Forward(Port::Core)
+    }
+
+    /// Server → client (established and later states).
+    pub(crate) fn downstream(
+        &mut self,
+        now: Instant,
+        id: u32,
+        seg: &Segment,
+        pkt: &mut P,
+    ) -> Action {
+        let Some(c) = self.conn(id) else {
+            return Action::Drop(DropReason::NoBindingCore);
+        };
+        if c.state == State::ClientGone {
+            return Action::Drop(DropReason::ClientGone);
+        }
+        if seg.flags.syn() {
+            // Our ACK of its SYN-ACK was lost: resend it.
+            self.queue(id, Tx::ServerAck);
+            return Action::Consumed;
+        }
+        if seg.flags.rst() {
+            return self.server_rst(now, id, seg, pkt);
+        }
+        let payload_len = seg.payload_len() as u32;
+        // ---- state updates from the server's ACK ----
+        {
+            let c = self.conn_mut(id).expect("present");
+            if seg.flags.ack() && seg.ack.diff(c.s_ack) > 0 && seg.ack.diff(c.p_isn) > 0 {
+                c.s_ack = seg.ack;
+                if c.held_syn.is_some() && seg.ack.diff(c.p_isn + 1 + c.app_len) >= 0 {
+                    c.held_syn = None;
+                    if c.reply_acked || !c.mptcp {
+                        c.rto_at = None;
+                    }
+                }
+            }
+            if let Some((tsval, _)) = seg.opts.timestamps {
+                c.s_ts_recent = tsval;
+            }
+            c.s_win = u32::from(seg.window) << c.s_ws.min(14);
+        }
+        let c = self.conn(id).expect("present");
+        if c.state == State::SynAckSent {
+            // The client's key is unknown: no DATA_ACK can be built yet (field notes
+            // §2). Hold a few data segments; pure ACKs only updated the state.
+            if payload_len == 0 && !seg.flags.fin() {
+                return Action::Consumed;
+            }
+            if c.held_server.len() >= MAX_HELD_SERVER {
+                return Action::Drop(DropReason::HandshakeIncomplete);
+            }
+            let held = pkt.share();
+            self.conn_mut(id).expect("present").held_server.push(held);
+            return Action::Consumed;
+        }
+        let v = c.s_index(seg.seq);
+        let fin = seg.flags.fin();
+        if fin {
+            let f = v + u64::from(payload_len);
+            self.conn_mut(id).expect("present").s_fin = Some(f);
+        }
+        let closed = self.conn(id).expect("present").data_closed();
+        if closed {
+            self.finish(id);
+        }
+        let c = self.conn(id).expect("present");
+        let mptcp = c.mptcp && !c.fallback;
+        let seq = c.e_seq(v);
+        let ack = c.subflow_ack_to_client();
+        let mut flags = Flags::ACK | (seg.flags & Flags::PSH);
+        if fin && !mptcp {
+            flags |= Flags::FIN;
+        }
+        let psum = self.payload_sum(seg, pkt);
+        let mut opt_buf = [0u8; 40];
+        let opt_len = {
+            let mut b = OptionsBuilder::new(&mut opt_buf);
+            if c.ts {
+                let _ = b.push(&TcpOption::NoOperation);
+                let _ = b.push(&TcpOption::NoOperation);
+                let _ = b.push(&TcpOption::Timestamps {
+                    tsval: c.tsval(now),
+                    tsecr: c.c_ts_recent,
+                });
+            }
+            if mptcp {
+                let mapping = (payload_len > 0 || fin).then(|| {
+                    let len = payload_len + u32::from(fin);
+                    // Data-less DATA_FIN: SSN 0, length 1 (§3.3.3).
+                    let ssn = if payload_len == 0 {
+                        0
+                    } else {
+                        seq.0.wrapping_sub(c.e_isn.0)
+                    };
+                    let dsn = c.e_dsn(v);
+                    Mapping {
+                        dsn: DataSeqField::Bits64(dsn),
+                        ssn,
+                        data_len: len as u16,
+                        checksum: c
+                            .csum
+                            .then(|| checksum::dss_checksum(dsn.0, ssn, len as u16, psum)),
+                    }
+                });
+                let dss = DssRepr {
+                    data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
+                    mapping,
+                    data_fin: fin,
+                };
+                let mut o = [0u8; 28];
+                if let Ok(n) = dss.emit(&mut o) {
+                    let _ = b.push_raw(&o[..n]);
+                }
+            }
+            b.finish().unwrap_or(0)
+        };
+        let out = TcpOut {
+            src: c.service,
+            dst: c.client,
+            seq,
+            ack,
+            flags,
+            window: rescale(c.s_win, c.e_ws),
+            options: &opt_buf[..opt_len],
+        };
+        let end = seq + payload_len;
+        let c = self.conn_mut(id).expect("present");
+        if end.diff(c.e_snd_nxt) > 0 {
+            c.e_snd_nxt = end;
+        }
+        if ack.diff(c.c_ack_sent) > 0 {
+            c.c_ack_sent = ack;
+        }
+        if !self.write_in_place(pkt, seg, &out, payload_len as usize, psum) {
+            return Action::Drop(DropReason::NoRoom);
+        }
+        Action::Forward(Port::Access)
+    }
+
+    /// Client RST: MP_FASTCLOSE (our key) resets the connection (RFC 8684 §3.5); a
+    /// plain RST on the MPTCP leg only closes that subflow (RFC 8803 §5.1).
+    fn client_rst(&mut self, now: Instant, id: u32, seg: &Segment, pkt: &mut P) -> Action {
+        let c = self.conn(id).expect("present");
+        let fastclose = seg.mptcp(pkt.data()).any(|o| {
+            matches!(o, Ok(MptcpOption::MpFastclose(MpFastcloseRepr { receiver_key })) if receiver_key == c.local_key)
+        });
+        match c.state {
+            State::ReplyClose | State::SynAckSent | State::TimeWait => {
+                self.remove(id, now);
+                return Action::Consumed;
+            }
+            _ => {}
+        }
+        if c.mptcp && !c.fallback && !fastclose {
+            let c = self.conn_mut(id).expect("present");
+            c.state = State::ClientGone;
+            return Action::Consumed;
+        }
+        // Connection reset: RST to the server, written in place.
+        let out = TcpOut {
+            src: c.pool,
+            dst: c.server,
+            seq: c.p_seq(c.c_dsn_nxt.diff(c.client_idsn + 1).max(0) as u64),
+            ack: SeqNum(0),
+            flags: Flags::RST,
+            window: 0,
+            options: &[],
+        };
+        let ok = self.write_in_place(pkt, seg, &out, 0, Checksum::new());
+        self.remove(id, now);
+        if ok {
+            Action::Forward(Port::Core)
+        } else {
+            Action::Drop(DropReason::NoRoom)
+        }
+    }
+
+    /// Server RST: MP_FASTCLOSE to the client (RFC 8803 §5.1, RFC 8684 §3.5 option R).
+    fn server_rst(&mut self, now: Instant, id: u32, seg: &Segment, pkt: &mut P) -> Action {
+        let c = self.conn(id).expect("present");
+        let mut opt = [0u8; 12];
+        let opt_len = if c.mptcp && !c.fallback {
+            MpFastcloseRepr {
+                receiver_key: c.client_key,
+            }
+            .emit(&mut opt)
+            .unwrap_or(0)
+        } else {
+            0
+        };
+        let out = TcpOut {
+            src: c.service,
+            dst: c.client,
+            seq: c.e_snd_nxt,
+            ack: c.c_rcv_nxt,
+            flags: Flags::RST | Flags::ACK,
+            window: 0,
+            options: &opt[..opt_len],
+        };
+        let ok = self.write_in_place(pkt, seg, &out, 0, Checksum::new());
+        self.remove(id, now);
+        if ok {
+            Action::Forward(Port::Access)
+        } else {
+            Action::Drop(DropReason::NoRoom)
+        }
+    }
+
+    /// Client input after an ending reply: once it is acknowledged, FIN; the
+    /// client resets (RFC 8803 §6.2.8) or closes.
+    fn reply_close_input(&mut self, now: Instant, id: u32, seg: &Segment) -> Action {
+        let c = self.conn_mut(id).expect("present");
+        let end = c.e_isn + 1 + c.reply_len();
+        if seg.flags.ack() && seg.ack.diff(end) >= 0 && !c.reply_acked {
+            c.reply_acked = true;
+            c.rto_at = None;
+            c.e_fin_sent = true;
+            self.queue(id, Tx::ClientFin);
+            self.arm_rto(id, now);
+        }
+        let c = self.conn(id).expect("present");
+        if seg.flags.ack() && c.e_fin_sent && seg.ack.diff(end + 1) >= 0 {
+            if seg.flags.fin() {
+                let c = self.conn_mut(id).expect("present");
+                c.c_subflow_fin = Some(seg.seq + seg.payload_len() as u32);
+                c.c_rcv_nxt = seg.seq + seg.payload_len() as u32 + 1;
+                self.queue(id, Tx::ClientAck);
+            }
+            if let Some(c) = self.conn_mut(id) {
+                c.rto_at = None;
+            }
+        }
+        Action::Consumed
+    }
+
+    /// Both data-level FINs are acknowledged: close the subflow with our FIN and
+    /// linger (RFC 8684 §3.3.3, RFC 7857 §2.2).
+    fn finish(&mut self, id: u32) {
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.state == State::TimeWait {
+            return;
+        }
+        c.state = State::TimeWait;
+        if c.mptcp && !c.fallback && !c.e_fin_sent {
+            c.e_fin_sent = true;
+            self.queue(id, Tx::ClientFin);
+        }
+    }
+
+    /// The payload's ones'-complement sum, from the received checksum.
+    pub(crate) fn payload_sum(&self, seg: &Segment, pkt: &P) -> Checksum {
+        let d = pkt.data();
+        payload_sum_from_checksum(
+            seg.src,
+            seg.dst,
+            &d[seg.tcp_off..seg.payload_off()],
+            seg.payload_len(),
+            seg.checksum,
+        )
+    }
+
+    /// Replaces the packet's IP + TCP headers with `out`, keeping the payload where
+    /// it is (headers move into the headroom or give bytes back), and trims
+    /// anything behind the payload.
+    pub(crate) fn write_in_place(
+        &self,
+        pkt: &mut P,
+        seg: &Segment,
+        out: &TcpOut<'_>,
+        payload_len: usize,
+        psum: Checksum,
+    ) -> bool {
+        let old = seg.payload_off();
+        let new = out.header_len();
+        if new > old {
+            if !pkt.prepend(new - old) {
+                return false;
+            }
+        } else if !pkt.adj(old - new) {
+            return false;
+        }
+        if !pkt.set_len(new + payload_len) {
+            return false;
+        }
+        out.write(pkt.data_mut(), payload_len, psum).is_some()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_conn_is_send<P: Send>(c: Conn<P>) -> impl Send {
+    c
+}

@@ -1,0 +1,352 @@
+//! Building engine-originated packets from connection state ([`Tx`]).
+
+use hac_wire::checksum::Checksum;
+use hac_wire::mptcp::{
+    DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr, MpFastcloseRepr,
+};
+use hac_wire::seq::SeqNum;
+use hac_wire::tcp::Flags;
+use hac_wire::tcp_options::{OptionsBuilder, TcpOption};
+
+use crate::conn::State;
+use crate::emit::TcpOut;
+use crate::engine::{Engine, Port, Transmit, Tx};
+use crate::handshake::DSS_ROOM;
+use crate::packet::PacketBuf;
+use crate::segment::Segment;
+use crate::time::Instant;
+use crate::translate::rescale;
+
+impl<P: PacketBuf> Engine<P> {
+    /// Writes one engine-originated packet into `buf`.
+    pub(crate) fn build(
+        &mut self,
+        now: Instant,
+        id: u32,
+        tx: Tx,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        if tx == Tx::HeldServer {
+            return self.build_held(now, id, buf);
+        }
+        let c = self.conn(id)?;
+        let mut ob = [0u8; 40];
+        let mut b = OptionsBuilder::new(&mut ob);
+        let ts_client = |b: &mut OptionsBuilder<'_>| {
+            if c.ts {
+                let _ = b.push(&TcpOption::NoOperation);
+                let _ = b.push(&TcpOption::NoOperation);
+                let _ = b.push(&TcpOption::Timestamps {
+                    tsval: c.tsval(now),
+                    tsecr: c.c_ts_recent,
+                });
+            }
+        };
+        let mptcp = c.mptcp && !c.fallback;
+        let dss_ack = |b: &mut OptionsBuilder<'_>, mapping: Option<Mapping>, fin: bool| {
+            if mptcp {
+                let d = DssRepr {
+                    data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
+                    mapping,
+                    data_fin: fin,
+                };
+                let mut o = [0u8; 28];
+                if let Ok(n) = d.emit(&mut o) {
+                    let _ = b.push_raw(&o[..n]);
+                }
+            }
+        };
+        let (port, out_src, out_dst, seq, ack, flags, window, payload): (
+            Port,
+            _,
+            _,
+            SeqNum,
+            SeqNum,
+            Flags,
+            u16,
+            &[u8],
+        );
+        match tx {
+            Tx::ServerSyn => {
+                // MSS clamped so that server segments still fit toward the client once
+                // the DSS (and timestamps, on both legs or neither) are added.
+                let mss = c
+                    .c_mss
+                    .min(self.mss_for(c.server.ip()))
+                    .saturating_sub(if c.mptcp { DSS_ROOM } else { 0 });
+                let _ = b.push(&TcpOption::Mss(mss.max(536)));
+                if c.c_sack {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::SackPermitted);
+                }
+                if c.c_offered_ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: 0,
+                    });
+                }
+                if c.c_offered_ws {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::WindowScale(c.c_ws));
+                }
+                port = Port::Core;
+                (out_src, out_dst) = (c.pool, c.server);
+                (seq, ack, flags, window, payload) =
+                    (c.p_isn, SeqNum(0), Flags::SYN, u16::MAX, &[]);
+            }
+            Tx::ServerAck => {
+                if c.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: c.s_ts_recent,
+                    });
+                }
+                port = Port::Core;
+                (out_src, out_dst) = (c.pool, c.server);
+                let app: &[u8] = match &c.held_syn {
+                    Some(p) => p
+                        .data()
+                        .get(c.app_off..c.app_off + c.app_len as usize)
+                        .unwrap_or(&[]),
+                    None => &[],
+                };
+                let f = if app.is_empty() {
+                    Flags::ACK
+                } else {
+                    Flags::ACK | Flags::PSH
+                };
+                let win = if c.state == State::SynAckSent {
+                    u16::MAX
+                } else {
+                    rescale(c.c_win, c.p_ws)
+                };
+                let s0 = if app.is_empty() {
+                    c.p_isn + 1 + c.app_len
+                } else {
+                    c.p_isn + 1
+                };
+                (seq, ack, flags, window, payload) = (s0, c.s_isn + 1, f, win, app);
+            }
+            Tx::ClientSynAck => {
+                let mss = c.s_mss.min(self.mss_for(c.client.ip()));
+                let _ = b.push(&TcpOption::Mss(mss));
+                if c.s_sack && c.state != State::ReplyClose {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::SackPermitted);
+                }
+                if c.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: c.c_ts_recent,
+                    });
+                }
+                if c.c_offered_ws && c.state != State::ReplyClose {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::WindowScale(c.e_ws));
+                }
+                let reply: &[u8] = if c.mptcp {
+                    let flags = MpCapableFlags(
+                        MpCapableFlags::H | if c.csum { MpCapableFlags::A } else { 0 },
+                    );
+                    let m = MpCapableRepr {
+                        version: 1,
+                        flags,
+                        form: MpCapableForm::SynAck {
+                            sender_key: c.local_key,
+                        },
+                    };
+                    let mut o = [0u8; 12];
+                    if let Ok(n) = m.emit(&mut o) {
+                        let _ = b.push_raw(&o[..n]);
+                    }
+                    &[]
+                } else {
+                    // Plain-TCP client (or an ending reply): the reply rides in the SYN-ACK.
+                    &c.reply
+                };
+                port = Port::Access;
+                (out_src, out_dst) = (c.service, c.client);
+                // Acknowledge the whole SYN payload (brief §6.7).
+                let win = if c.state == State::ReplyClose {
+                    1024
+                } else {
+                    rescale(c.s_win, c.e_ws)
+                };
+                (seq, ack, flags, window, payload) = (
+                    c.e_isn,
+                    c.c_isn + 1 + c.syn_len,
+                    Flags::SYN | Flags::ACK,
+                    win,
+                    reply,
+                );
+            }
+            Tx::ConvertReply => {
+                ts_client(&mut b);
+                let r = c.reply_len();
+                let csum = c.csum.then(|| {
+                    hac_wire::checksum::dss_checksum(
+                        (c.local_idsn + 1).0,
+                        1,
+                        r as u16,
+                        Checksum::new().add_bytes(&c.reply),
+                    )
+                });
+                dss_ack(
+                    &mut b,
+                    Some(Mapping {
+                        dsn: DataSeqField::Bits64(c.local_idsn + 1),
+                        ssn: 1,
+                        data_len: r as u16,
+                        checksum: csum,
+                    }),
+                    false,
+                );
+                port = Port::Access;
+                (out_src, out_dst) = (c.service, c.client);
+                (seq, ack, flags, window, payload) = (
+                    c.e_isn + 1,
+                    c.subflow_ack_to_client(),
+                    Flags::ACK | Flags::PSH,
+                    rescale(c.s_win, c.e_ws),
+                    &c.reply,
+                );
+            }
+            Tx::ClientAck | Tx::ClientFin => {
+                ts_client(&mut b);
+                dss_ack(&mut b, None, false);
+                port = Port::Access;
+                (out_src, out_dst) = (c.service, c.client);
+                let fin = tx == Tx::ClientFin;
+                let seq0 = if c.state == State::ReplyClose {
+                    c.e_isn + 1 + c.reply_len()
+                } else {
+                    c.e_snd_nxt
+                };
+                let f = if fin {
+                    Flags::ACK | Flags::FIN
+                } else {
+                    Flags::ACK
+                };
+                (seq, ack, flags, window, payload) = (
+                    seq0,
+                    c.subflow_ack_to_client(),
+                    f,
+                    rescale(c.s_win, c.e_ws),
+                    &[],
+                );
+            }
+            Tx::ServerRst => {
+                port = Port::Core;
+                (out_src, out_dst) = (c.pool, c.server);
+                let u = c.c_dsn_nxt.diff(c.client_idsn + 1).max(0) as u64;
+                (seq, ack, flags, window, payload) = (c.p_seq(u), SeqNum(0), Flags::RST, 0, &[]);
+            }
+            Tx::ClientRst => {
+                if mptcp {
+                    let mut o = [0u8; 12];
+                    if let Ok(n) = (MpFastcloseRepr {
+                        receiver_key: c.client_key,
+                    })
+                    .emit(&mut o)
+                    {
+                        let _ = b.push_raw(&o[..n]);
+                    }
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (c.service, c.client);
+                (seq, ack, flags, window, payload) =
+                    (c.e_snd_nxt, c.c_rcv_nxt, Flags::RST | Flags::ACK, 0, &[]);
+            }
+            Tx::HeldServer => return None,
+        }
+        let n = b.finish().ok()?;
+        let opts = ob;
+        let opts = &opts[..n];
+        let (seq_end, is_fin) = (seq + payload.len() as u32, flags.fin());
+        let t = self.finish_build(
+            port, out_src, out_dst, seq, ack, flags, window, opts, payload, buf,
+        )?;
+        if let Some(c) = self.conn_mut(id) {
+            if port == Port::Access {
+                let end = seq_end + u32::from(is_fin);
+                if end.diff(c.e_snd_nxt) > 0 && !flags.syn() {
+                    c.e_snd_nxt = end;
+                }
+                if ack.diff(c.c_ack_sent) > 0 {
+                    c.c_ack_sent = ack;
+                }
+            }
+            if tx == Tx::ClientRst || tx == Tx::ServerRst {
+                let (a, b2) = (
+                    tx,
+                    self.txq
+                        .iter()
+                        .any(|&(i, _, t)| i == id && (t == Tx::ClientRst || t == Tx::ServerRst)),
+                );
+                let _ = a;
+                if !b2 {
+                    self.remove(id, now);
+                }
+            }
+        }
+        Some(t)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_build(
+        &self,
+        port: Port,
+        src: core::net::SocketAddr,
+        dst: core::net::SocketAddr,
+        seq: SeqNum,
+        ack: SeqNum,
+        flags: Flags,
+        window: u16,
+        opts: &[u8],
+        payload: &[u8],
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let out = TcpOut {
+            src,
+            dst,
+            seq,
+            ack,
+            flags,
+            window,
+            options: opts,
+        };
+        let h = out.header_len();
+        buf.get_mut(h..h + payload.len())?.copy_from_slice(payload);
+        out.write(buf, payload.len(), Checksum::new().add_bytes(payload))?;
+        Some(Transmit {
+            port,
+            len: h + payload.len(),
+        })
+    }
+
+    /// A held server segment, translated now and copied out.
+    fn build_held(&mut self, now: Instant, id: u32, buf: &mut [u8]) -> Option<Transmit> {
+        let c = self.conn_mut(id)?;
+        if c.held_server.is_empty() {
+            return None;
+        }
+        let mut p = c.held_server.remove(0);
+        let seg = Segment::parse(p.data()).ok()?;
+        match self.downstream(now, id, &seg, &mut p) {
+            crate::engine::Action::Forward(port) => {
+                let d = p.data();
+                buf.get_mut(..d.len())?.copy_from_slice(d);
+                Some(Transmit { port, len: d.len() })
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The engine against real Linux peers (issue 3's TAP harness): a Linux 6.x MPTCP
+//! client (TFO without cookie, Convert request in the SYN) in one network namespace,
+//! a plain Linux TCP server in another, and the engine moving packets between their
+//! TUN devices. Needs root (CI runs as root); skipped with a message otherwise.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hac_core::pool::{PoolConfig, Prefix};
+use hac_core::{Action, Engine, EngineConfig, Instant, Port, VecPacket};
+use hac_harness::{
+    CLOSED_PORT, CONVERT_PORT, CONVERTER_V4, CONVERTER_V6, ClientSpec, ConvertOutcome, Lab,
+    POOL_V4, POOL_V4_PREFIX, POOL_V6, POOL_V6_PREFIX, SERVER_PORT, SERVER_V4, SERVER_V6, Side,
+    Translator, skip_unless_root,
+};
+
+/// The engine as a harness translator (one shard).
+struct EngineTranslator {
+    engine: Engine<VecPacket>,
+    buf: Vec<u8>,
+}
+
+impl EngineTranslator {
+    fn new() -> Self {
+        let cfg = EngineConfig {
+            service_addrs: vec![CONVERTER_V4.into(), CONVERTER_V6.into()],
+            service_port: CONVERT_PORT,
+            pool: PoolConfig {
+                prefixes: vec![
+                    Prefix {
+                        addr: POOL_V4.into(),
+                        len: POOL_V4_PREFIX,
+                    },
+                    Prefix {
+                        addr: POOL_V6.into(),
+                        len: POOL_V6_PREFIX,
+                    },
+                ],
+                ..PoolConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        EngineTranslator {
+            engine: Engine::new(cfg, 0, 1, 0x5eed, Instant(0)).expect("valid config"),
+            buf: vec![0; 2048],
+        }
+    }
+
+    fn drain(&mut self, now: Instant, out: &mut Vec<(Side, Vec<u8>)>) {
+        while let Some(t) = self.engine.poll_transmit(now, &mut self.buf) {
+            out.push((side(t.port), self.buf[..t.len].to_vec()));
+        }
+    }
+}
+
+fn side(p: Port) -> Side {
+    match p {
+        Port::Access => Side::Access,
+        Port::Core => Side::Core,
+    }
+}
+
+impl Translator for EngineTranslator {
+    fn on_packet(&mut self, now_us: u64, s: Side, pkt: Vec<u8>, out: &mut Vec<(Side, Vec<u8>)>) {
+        let now = Instant(now_us);
+        let port = match s {
+            Side::Access => Port::Access,
+            Side::Core => Port::Core,
+        };
+        let mut p = VecPacket::from_bytes(&pkt);
+        if let Action::Forward(to) = self.engine.handle_packet(now, port, &mut p) {
+            out.push((side(to), p.to_vec()));
+        }
+        self.drain(now, out);
+    }
+
+    fn on_tick(&mut self, now_us: u64, out: &mut Vec<(Side, Vec<u8>)>) {
+        let now = Instant(now_us);
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.drain(now, out);
+    }
+}
+
+const MB: u64 = 1 << 20;
+
+fn transfer(tag: &str, dest: SocketAddr, up: u64, down: u64, v6_client: bool) {
+    if skip_unless_root(tag) {
+        return;
+    }
+    let lab = Lab::new(tag).expect("lab");
+    let mut spec = ClientSpec::convert(dest)
+        .up(up)
+        .down(down)
+        .timeout(Duration::from_secs(60));
+    if v6_client {
+        spec.target = SocketAddr::new(CONVERTER_V6.into(), CONVERT_PORT);
+    }
+    // The engine must keep pumping until the server has everything: the client is
+    // done as soon as its last bytes are in its socket buffer.
+    let ((res, srv), t) = lab.run_with(EngineTranslator::new(), |lab| {
+        let res = lab.run_client(&spec).expect("client");
+        let srv = lab.wait_server_record(&res.id, Duration::from_secs(20));
+        (res, srv)
+    });
+    assert_eq!(
+        res.convert,
+        ConvertOutcome::Ok,
+        "convert failed: {res:?}\ncounters: {:?}",
+        t.engine.counters()
+    );
+    let Some(srv) = srv else {
+        panic!(
+            "no server record: {res:?}\nserver log: {:?}\ncounters: {:?}",
+            lab.server_log(),
+            t.engine.counters()
+        );
+    };
+    res.check_transfer(&srv, up, down)
+        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+    // MPTCP_INFO fails with EOPNOTSUPP once a connection has fallen back (field notes §4).
+    assert_eq!(res.fallback, Some(false), "the client fell back to TCP");
+    // The server saw the pool address, not the client's.
+    let peer = srv.peer.expect("server saw a peer");
+    let pool_ok = match peer.ip() {
+        IpAddr::V4(a) => a.octets()[..3] == [203, 0, 113],
+        IpAddr::V6(a) => a.segments()[..3] == [0x2001, 0xdb8, 0x200],
+    };
+    assert!(pool_ok, "server peer {peer} is not a pool address");
+}
+
+#[test]
+fn mptcp_v4_20mb_each_way() {
+    transfer(
+        "e2e-v4",
+        SocketAddr::new(SERVER_V4.into(), SERVER_PORT),
+        20 * MB,
+        20 * MB,
+        false,
+    );
+}
+
+#[test]
+fn mptcp_v6_20mb_each_way() {
+    transfer(
+        "e2e-v6",
+        SocketAddr::new(SERVER_V6.into(), SERVER_PORT),
+        20 * MB,
+        20 * MB,
+        true,
+    );
+}
+
+#[test]
+fn mptcp_v6_client_to_v4_server() {
+    // Connect carries ::ffff:198.51.100.2; the pool of the server's family is used.
+    transfer(
+        "e2e-v6v4",
+        SocketAddr::new(SERVER_V4.into(), SERVER_PORT),
+        20 * MB,
+        20 * MB,
+        true,
+    );
+}
+
+/// The Convert error code a real client gets for `dest` (None when not root).
+fn convert_error(tag: &str, dest: SocketAddr) -> Option<u8> {
+    if skip_unless_root(tag) {
+        return None;
+    }
+    let lab = Lab::new(tag).expect("lab");
+    let spec = ClientSpec::convert(dest)
+        .transfer(false)
+        .timeout(Duration::from_secs(15));
+    let (res, _) = lab.run_with(EngineTranslator::new(), |lab| {
+        lab.run_client(&spec).expect("client")
+    });
+    match res.convert {
+        ConvertOutcome::Error(code) => Some(code),
+        ref other => panic!("expected a Convert error, got {other:?}: {res:?}"),
+    }
+}
+
+#[test]
+fn closed_port_answers_connection_reset_96() {
+    // The server answers the downstream SYN with RST → 96 (RFC 8803 §6.2.8).
+    let code = convert_error("e2e-rst", SocketAddr::new(SERVER_V4.into(), CLOSED_PORT));
+    assert!(code.is_none_or(|c| c == 96), "code {code:?}");
+}
+
+#[test]
+fn own_address_is_not_authorized_32() {
+    // A destination that is one of the converter's own addresses (a loop) → 32.
+    let code = convert_error("e2e-own", SocketAddr::new(CONVERTER_V4.into(), 80));
+    assert!(code.is_none_or(|c| c == 32), "code {code:?}");
+}
+
+#[test]
+fn loopback_is_malformed_1() {
+    // RFC 8803 §6.2.5: loopback destinations are Malformed (1).
+    let code = convert_error("e2e-lo", "127.0.0.1:80".parse().unwrap());
+    assert!(code.is_none_or(|c| c == 1), "code {code:?}");
+}
