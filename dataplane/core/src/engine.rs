@@ -179,6 +179,7 @@ impl<P: PacketBuf> Engine<P> {
     pub fn handle_packet(&mut self, now: Instant, port: Port, pkt: &mut P) -> Action {
         self.counters.packets_in[port as usize] += 1;
         let action = match Segment::parse(pkt.data()) {
+            Err(DropReason::NotTcp) if port == Port::Core => self.core_icmp(now, pkt),
             Err(r) => Action::Drop(r),
             Ok(seg) => match port {
                 Port::Access => self.handle_access(now, &seg, pkt),

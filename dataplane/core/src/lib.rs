@@ -12,6 +12,7 @@ pub mod drop;
 mod emit;
 pub mod engine;
 mod handshake;
+mod icmp;
 pub mod packet;
 pub mod pool;
 mod segment;

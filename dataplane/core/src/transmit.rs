@@ -276,8 +276,9 @@ impl<P: PacketBuf> Engine<P> {
         )?;
         if let Some(c) = self.conn_mut(id) {
             if port == Port::Access {
-                let end = seq_end + u32::from(is_fin);
-                if end.diff(c.e_snd_nxt) > 0 && !flags.syn() {
+                // A SYN occupies one sequence number before its payload.
+                let end = seq_end + u32::from(is_fin) + u32::from(flags.syn());
+                if end.diff(c.e_snd_nxt) > 0 {
                     c.e_snd_nxt = end;
                 }
                 if ack.diff(c.c_ack_sent) > 0 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hac_core::pool::{PoolConfig, Prefix};
 use hac_core::{Action, Engine, EngineConfig, Instant, Port, VecPacket};
 use hac_harness::{
-    CLOSED_PORT, CONVERT_PORT, CONVERTER_V4, CONVERTER_V6, ClientSpec, ConvertOutcome, Lab,
+    CLOSED_PORT, CONVERT_PORT, CONVERTER_V4, CONVERTER_V6, ClientSpec, ConvertOutcome, Lab, Ns,
     POOL_V4, POOL_V4_PREFIX, POOL_V6, POOL_V6_PREFIX, SERVER_PORT, SERVER_V4, SERVER_V6, Side,
     Translator, skip_unless_root,
 };
@@ -201,4 +201,131 @@ fn loopback_is_malformed_1() {
     // RFC 8803 §6.2.5: loopback destinations are Malformed (1).
     let code = convert_error("e2e-lo", "127.0.0.1:80".parse().unwrap());
     assert!(code.is_none_or(|c| c == 1), "code {code:?}");
+}
+
+/// A hard ICMP error about the downstream SYN → Error 97 carrying the ICMP code
+/// (RFC 8803 §6.2.8). The server namespace routes the destination to a `prohibit`
+/// route, so its kernel answers with "administratively prohibited".
+fn icmp_error(tag: &str, dest: SocketAddr, ip: &str, fwd: &str, expect_code: u8) {
+    if skip_unless_root(tag) {
+        return;
+    }
+    let lab = Lab::new(tag).expect("lab");
+    lab.sysctl(Ns::Server, fwd, "1").expect("forwarding");
+    let prefix = if dest.is_ipv4() { "/32" } else { "/128" };
+    let route = format!("{}{prefix}", dest.ip());
+    let out = lab
+        .exec(Ns::Server, &["ip", ip, "route", "add", "prohibit", &route])
+        .expect("ip route");
+    assert!(out.status.success(), "{out:?}");
+    let spec = ClientSpec::convert(dest)
+        .transfer(false)
+        .timeout(Duration::from_secs(15));
+    let (res, _) = lab.run_with(EngineTranslator::new(), |lab| {
+        lab.run_client(&spec).expect("client")
+    });
+    assert_eq!(res.convert, ConvertOutcome::Error(97), "{res:?}");
+    let err = res
+        .tlvs
+        .iter()
+        .find(|(t, _)| *t == 0x1e)
+        .expect("Error TLV");
+    assert_eq!(err.1.first(), Some(&97));
+    assert_eq!(
+        err.1.get(1),
+        Some(&expect_code),
+        "ICMP code in the Error value: {err:?}"
+    );
+}
+
+#[test]
+fn icmp_admin_prohibited_v4_answers_97() {
+    icmp_error(
+        "e2e-icmp4",
+        "198.51.100.99:80".parse().unwrap(),
+        "-4",
+        "net.ipv4.ip_forward",
+        13,
+    );
+}
+
+#[test]
+fn icmp_admin_prohibited_v6_answers_97() {
+    icmp_error(
+        "e2e-icmp6",
+        "[2001:db8:100::99]:80".parse().unwrap(),
+        "-6",
+        "net.ipv6.conf.all.forwarding",
+        1,
+    );
+}
+
+#[test]
+fn mptcp_v4_client_to_v6_server() {
+    // Connect carries a native IPv6 address from an IPv4 client; the IPv6 pool is used.
+    if skip_unless_root("e2e-v4v6") {
+        return;
+    }
+    let lab = Lab::new("e2e-v4v6").expect("lab");
+    let mut spec = ClientSpec::convert(SocketAddr::new(SERVER_V6.into(), SERVER_PORT))
+        .up(2 * MB)
+        .down(2 * MB);
+    spec.target = SocketAddr::new(CONVERTER_V4.into(), CONVERT_PORT);
+    check_run(&lab, &spec, 2 * MB, 2 * MB, Some(false));
+}
+
+#[test]
+fn request_in_syn_reaches_server_first() {
+    // The client's command line follows the Convert TLVs in the SYN (RFC 8803 §4.3):
+    // the engine holds it and delivers it right after the server's SYN-ACK.
+    if skip_unless_root("e2e-syn-data") {
+        return;
+    }
+    let lab = Lab::new("e2e-syn-data").expect("lab");
+    let spec = ClientSpec::convert(SocketAddr::new(SERVER_V4.into(), SERVER_PORT))
+        .request_in_syn(true)
+        .up(MB)
+        .down(MB);
+    check_run(&lab, &spec, MB, MB, Some(false));
+}
+
+#[test]
+fn plain_tcp_convert_client() {
+    // RFC 8803 without MPTCP: the reply rides in the SYN-ACK.
+    if skip_unless_root("e2e-plain") {
+        return;
+    }
+    let lab = Lab::new("e2e-plain").expect("lab");
+    let spec = ClientSpec::convert(SocketAddr::new(SERVER_V4.into(), SERVER_PORT))
+        .mptcp(false)
+        .up(4 * MB)
+        .down(4 * MB);
+    check_run(&lab, &spec, 4 * MB, 4 * MB, None);
+}
+
+/// Runs one client through the engine and checks the transfer and the fallback state
+/// (`None`: not an MPTCP socket, so not checked).
+fn check_run(lab: &Lab, spec: &ClientSpec, up: u64, down: u64, fallback: Option<bool>) {
+    let ((res, srv), t) = lab.run_with(EngineTranslator::new(), |lab| {
+        let res = lab.run_client(spec).expect("client");
+        let srv = lab.wait_server_record(&res.id, Duration::from_secs(20));
+        (res, srv)
+    });
+    assert_eq!(
+        res.convert,
+        ConvertOutcome::Ok,
+        "{res:?}\ncounters: {:?}",
+        t.engine.counters()
+    );
+    let srv = srv.unwrap_or_else(|| {
+        panic!(
+            "no server record: {res:?}\ncounters: {:?}",
+            t.engine.counters()
+        )
+    });
+    res.check_transfer(&srv, up, down)
+        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+    if fallback.is_some() {
+        assert_eq!(res.fallback, fallback, "{res:?}");
+    }
 }
