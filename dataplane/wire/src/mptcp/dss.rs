@@ -425,11 +425,28 @@ impl DssRepr {
     #[inline]
     pub fn parse<T: AsRef<[u8]>>(v: &Dss<T>) -> Result<Self> {
         v.check_len()?;
-        Ok(Self {
-            data_ack: v.data_ack(),
-            mapping: v.mapping(),
-            data_fin: v.data_fin(),
-        })
+        // One pass over the checked option (this runs on every data segment): the
+        // flags are read once and the fields follow in order (RFC 8684 §3.3).
+        let b = v.buffer.as_ref();
+        let f = DssFlags(b[field::FLAGS]);
+        let mut off = field::BODY;
+        let data_ack = if f.data_ack() {
+            let a = DataSeqField::read(b, off, f.data_ack64());
+            off += a.wire_len();
+            Some(a)
+        } else {
+            None
+        };
+        let mapping = if f.mapping() {
+            let dsn = DataSeqField::read(b, off, f.dsn64());
+            off += dsn.wire_len();
+            // check_len admitted exactly base_len or base_len + 2 (checksum).
+            let checksum = (usize::from(b[1]) == off + 8).then(|| u16_at(b, off + 6));
+            Some(Mapping { dsn, ssn: u32_at(b, off), data_len: u16_at(b, off + 4), checksum })
+        } else {
+            None
+        };
+        Ok(Self { data_ack, mapping, data_fin: f.data_fin() })
     }
 
     /// The canonical flags byte for this repr.
