@@ -1,6 +1,8 @@
 //! Shared helpers for the benchmarks in `benches/` (figures go to `docs/perf.md`).
 #![forbid(unsafe_code)]
 
+pub mod engine;
+
 use std::path::PathBuf;
 
 /// The Ethernet frames of a capture in `dataplane/wire/tests/fixtures/`.

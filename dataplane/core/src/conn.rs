@@ -102,6 +102,8 @@ pub(crate) struct Conn<P> {
     pub c_subflow_fin: Option<SeqNum>,
     /// Subflow FIN sent to the client.
     pub e_fin_sent: bool,
+    /// The client acknowledged our subflow FIN.
+    pub e_fin_acked: bool,
 
     // ---- server leg ----
     pub pool: SocketAddr,

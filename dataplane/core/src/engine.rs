@@ -406,6 +406,8 @@ impl<P: PacketBuf> Engine<P> {
                     v.push(Tx::ClientFin);
                 }
             }
+            // Our subflow FIN is retransmitted until the client acknowledges it.
+            State::TimeWait if c.e_fin_sent && !c.e_fin_acked => v.push(Tx::ClientFin),
             _ => {}
         }
         if matches!(

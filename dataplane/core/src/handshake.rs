@@ -287,6 +287,7 @@ impl<P: PacketBuf> Engine<P> {
             e_snd_nxt: e_isn + 1,
             c_subflow_fin: None,
             e_fin_sent: false,
+            e_fin_acked: false,
             pool: SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
             server: SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
             p_isn,
@@ -576,8 +577,10 @@ impl<P: PacketBuf> Engine<P> {
         Action::Consumed
     }
 
-    /// No server answer within `syn_timeout`: SYN-ACK + Error 65 (brief §6.8) and an
-    /// RST to the server in case it answers late.
+    /// No server answer within `syn_timeout`: SYN-ACK + Error 65 (brief §6.8). The
+    /// binding's server side is gone, so a late SYN-ACK is dropped like any unsolicited
+    /// inbound packet in address-sharing mode (RFC 8803 §4.4); the server gives up on
+    /// its own.
     pub(crate) fn syn_timeout(&mut self, id: u32, now: Instant) {
         let _ = self.server_failed(now, id, ErrorCode::NetworkFailure, 0);
     }

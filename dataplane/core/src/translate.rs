@@ -107,21 +107,27 @@ impl<P: PacketBuf> Engine<P> {
                         self.counters.fallbacks += 1;
                         return self.upstream(now, id, seg, pkt);
                     }
-                    new_mapping = Some(ClientMapping {
-                        dsn: m.dsn.expand(c.c_dsn_nxt),
-                        ssn: m.ssn,
-                        len: u32::from(m.data_len),
-                        data_fin: d.data_fin,
-                    });
+                    let dsn = m.dsn.expand(c.c_dsn_nxt);
+                    if d.data_fin && m.ssn == 0 && m.data_len == 1 {
+                        // Data-less DATA_FIN (§3.3.3): SSN 0, length 1. It maps no
+                        // subflow bytes, so it counts on this segment only and does
+                        // not replace the subflow's current mapping (segments of
+                        // that one may still arrive, reordered or retransmitted).
+                        c_fin = Some(dsn.diff(c.client_idsn + 1) as u64);
+                    } else {
+                        new_mapping = Some(ClientMapping {
+                            dsn,
+                            ssn: m.ssn,
+                            len: u32::from(m.data_len),
+                            data_fin: d.data_fin,
+                        });
+                    }
                 }
             }
             let map = new_mapping.or(c.mapping);
             if let Some(m) = map {
                 let fin_len = u32::from(m.data_fin);
-                if m.data_fin && m.ssn == 0 && m.len == 1 {
-                    // Data-less DATA_FIN (§3.3.3): SSN 0, length 1.
-                    c_fin = Some(m.dsn.diff(c.client_idsn + 1) as u64);
-                } else if payload_len > 0 {
+                if payload_len > 0 {
                     let off = rel.wrapping_sub(m.ssn);
                     if off >= m.len - fin_len && !(off == 0 && m.len == fin_len) {
                         return Action::Drop(DropReason::UnmappedData);
@@ -164,7 +170,10 @@ impl<P: PacketBuf> Engine<P> {
                 c.c_dsn_nxt = end;
             }
         }
-        let end = seg.seq + payload_len;
+        // On a plain (or fallen-back) leg the FIN is the client's stream end and
+        // takes a sequence number the server's ACK of it must reach (RFC 9293
+        // §3.4); on an MPTCP leg the subflow FIN is acked via `c_subflow_fin`.
+        let end = seg.seq + payload_len + u32::from(!mptcp && seg.flags.fin());
         if end.diff(c.c_rcv_nxt) > 0 {
             c.c_rcv_nxt = end;
         }
@@ -180,12 +189,25 @@ impl<P: PacketBuf> Engine<P> {
             c.c_data_ack = a;
             if a.diff(c.local_idsn + 1 + u64::from(c.reply_len())) >= 0 && !c.reply_acked {
                 c.reply_acked = true;
-                c.rto_at = None;
-                c.retries = 0;
+                // The application bytes of the SYN may still be unacknowledged
+                // by the server: their retransmission timer stays armed.
+                if c.held_syn.is_none() {
+                    c.rto_at = None;
+                    c.retries = 0;
+                }
             }
         }
         if let Some(f) = c_fin {
             c.c_fin = Some(f);
+        }
+        if c.e_fin_sent
+            && !c.e_fin_acked
+            && c.s_fin.is_some_and(|f| seg.ack.diff(c.e_seq(f) + 1) >= 0)
+        {
+            c.e_fin_acked = true;
+            if c.reply_acked && c.held_syn.is_none() {
+                c.rto_at = None;
+            }
         }
         if let Some((tsval, _)) = seg.opts.timestamps {
             c.c_ts_recent = tsval;
@@ -196,7 +218,7 @@ impl<P: PacketBuf> Engine<P> {
             self.queue(id, Tx::ClientAck);
         }
         if closed {
-            self.finish(id);
+            self.finish(id, now);
         }
         let c = self.conn(id).expect("present");
         // Nothing for the server: a pure subflow FIN, or a duplicate ACK carrying
@@ -311,11 +333,18 @@ impl<P: PacketBuf> Engine<P> {
         }
         let closed = self.conn(id).expect("present").data_closed();
         if closed {
-            self.finish(id);
+            self.finish(id, now);
         }
         let c = self.conn(id).expect("present");
         let mptcp = c.mptcp && !c.fallback;
-        let seq = c.e_seq(v);
+        // The server's FIN becomes a DATA_FIN: one octet of data sequence space but
+        // none of the subflow's (RFC 8684 §3.3.3). Its later segments (pure ACKs)
+        // stay at the FIN's subflow position.
+        let v_sub = match c.s_fin {
+            Some(f) if mptcp && v > f => f,
+            _ => v,
+        };
+        let seq = c.e_seq(v_sub);
         let ack = c.subflow_ack_to_client();
         let mut flags = Flags::ACK | (seg.flags & Flags::PSH);
         if fin && !mptcp {
@@ -373,9 +402,13 @@ impl<P: PacketBuf> Engine<P> {
             window: rescale(c.s_win, c.e_ws),
             options: &opt_buf[..opt_len],
         };
-        let end = seq + payload_len;
+        // Only what occupies subflow sequence space moves our send edge: payload,
+        // and a FIN on a plain leg. A pure ACK may be ahead of data still in flight
+        // (reordering), and a DATA_FIN takes no subflow octet (RFC 8684 §3.3.3).
+        let plain_fin = fin && !mptcp;
+        let end = seq + payload_len + u32::from(plain_fin);
         let c = self.conn_mut(id).expect("present");
-        if end.diff(c.e_snd_nxt) > 0 {
+        if (payload_len > 0 || plain_fin) && end.diff(c.e_snd_nxt) > 0 {
             c.e_snd_nxt = end;
         }
         if ack.diff(c.c_ack_sent) > 0 {
@@ -485,7 +518,7 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Both data-level FINs are acknowledged: close the subflow with our FIN and
     /// linger (RFC 8684 §3.3.3, RFC 7857 §2.2).
-    fn finish(&mut self, id: u32) {
+    fn finish(&mut self, id: u32, now: Instant) {
         let Some(c) = self.conn_mut(id) else { return };
         if c.state == State::TimeWait {
             return;
@@ -494,6 +527,9 @@ impl<P: PacketBuf> Engine<P> {
         if c.mptcp && !c.fallback && !c.e_fin_sent {
             c.e_fin_sent = true;
             self.queue(id, Tx::ClientFin);
+            // Our subflow FIN is ours to deliver: retransmitted until acked
+            // (RFC 9293 §3.10.4, RFC 8684 §3.3.3).
+            self.arm_rto(id, now);
         }
     }
 

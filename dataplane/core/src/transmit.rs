@@ -225,10 +225,12 @@ impl<P: PacketBuf> Engine<P> {
                 port = Port::Access;
                 (out_src, out_dst) = (c.service, c.client);
                 let fin = tx == Tx::ClientFin;
-                let seq0 = if c.state == State::ReplyClose {
-                    c.e_isn + 1 + c.reply_len()
-                } else {
-                    c.e_snd_nxt
+                let seq0 = match (c.state, c.s_fin) {
+                    (State::ReplyClose, _) => c.e_isn + 1 + c.reply_len(),
+                    // Our subflow FIN sits right after the data, where the
+                    // DATA_FIN was mapped (a retransmission keeps that place).
+                    (_, Some(f)) if fin => c.e_seq(f),
+                    _ => c.e_snd_nxt,
                 };
                 let f = if fin {
                     Flags::ACK | Flags::FIN

@@ -1,0 +1,489 @@
+//! `hacd --config FILE.toml`: the bootstrap configuration, validated as a whole.
+//! Every error names the key it is about (`port[1].addresses[0]: ...`).
+//!
+//! ```toml
+//! [eal]
+//! args = ["--no-huge", "--no-shconf", "-m", "512", "--no-pci"]
+//!
+//! [[port]]
+//! name = "dsl"
+//! device = "net_af_packet0,iface=conc-dsl"   # a vdev string, or a PCI address
+//! role = "access"                             # access | core
+//! addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
+//!
+//! [[route]]
+//! prefix = "0.0.0.0/0"
+//! via = "198.51.100.2"
+//!
+//! [converter]
+//! addresses = ["192.0.2.1", "2001:db8:ffff::1"]
+//! port = 5124
+//!
+//! [pool]
+//! prefixes = ["203.0.113.0/28", "2001:db8:200::/120"]
+//! ports = "1024-65535"
+//! block_size = 256
+//!
+//! [workers]
+//! lcores = [1]
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use hac_core::EngineConfig;
+use hac_core::pool::{PoolConfig, Prefix};
+use serde::Deserialize;
+
+/// A configuration error naming the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key (`port[0].addresses[1]`).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(key: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    })
+}
+
+/// The file as written (before validation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    eal: RawEal,
+    #[serde(rename = "port")]
+    ports: Vec<RawPort>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+    converter: RawConverter,
+    pool: RawPool,
+    workers: RawWorkers,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEal {
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: String,
+    device: String,
+    role: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    via: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConverter {
+    addresses: Vec<String>,
+    port: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    prefixes: Vec<String>,
+    #[serde(default = "default_ports")]
+    ports: String,
+    #[serde(default = "default_block")]
+    block_size: u16,
+}
+
+fn default_ports() -> String {
+    "1024-65535".into()
+}
+
+fn default_block() -> u16 {
+    256
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    lcores: Vec<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    syn_ms: Option<u64>,
+    established_s: Option<u64>,
+    transitory_s: Option<u64>,
+}
+
+/// Which side of the appliance a port faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Toward the clients' access networks.
+    Access,
+    /// Toward the Internet (servers).
+    Core,
+}
+
+/// An interface address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The on-link prefix length.
+    pub len: u8,
+}
+
+impl IfAddr {
+    /// True when `ip` is on this address's link.
+    #[must_use]
+    pub fn on_link(&self, ip: IpAddr) -> bool {
+        Prefix {
+            addr: self.addr,
+            len: self.len,
+        }
+        .contains(ip)
+    }
+}
+
+/// A validated port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Operator's name for it.
+    pub name: String,
+    /// `net_af_packet0,iface=...`-style vdev string, or a PCI address.
+    pub device: String,
+    /// Which side it faces.
+    pub role: Role,
+    /// The appliance's addresses on this link.
+    pub addresses: Vec<IfAddr>,
+}
+
+impl PortConfig {
+    /// True when `device` names a virtual device rather than a PCI address.
+    #[must_use]
+    pub fn is_vdev(&self) -> bool {
+        self.device.starts_with("net_")
+    }
+}
+
+/// A static route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Destination prefix.
+    pub prefix: Prefix,
+    /// Next hop (must be on a port's link).
+    pub via: IpAddr,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// EAL arguments (the program name is prepended; vdevs of the ports are added).
+    pub eal_args: Vec<String>,
+    /// Ports, in DPDK port order (vdevs are created in this order).
+    pub ports: Vec<PortConfig>,
+    /// Static routes.
+    pub routes: Vec<Route>,
+    /// Worker lcores (the main lcore does no packet work).
+    pub lcores: Vec<u32>,
+    /// The engine configuration (converter addresses, port, pools, timeouts).
+    pub engine: EngineConfig,
+}
+
+fn parse_prefix(key: &str, s: &str) -> Result<Prefix, ConfigError> {
+    let Some((a, l)) = s.split_once('/') else {
+        return err(key, format!("`{s}` is not a prefix (expected ADDR/LEN)"));
+    };
+    let addr: IpAddr = a
+        .parse()
+        .or_else(|_| err(key, format!("`{a}` is not an IP address")))?;
+    let len: u8 = l
+        .parse()
+        .or_else(|_| err(key, format!("`{l}` is not a prefix length")))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return err(key, format!("prefix length {len} exceeds {max}"));
+    }
+    Ok(Prefix { addr, len })
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .or_else(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).or_else(|e| {
+            let key = e
+                .span()
+                .map_or_else(|| "config".to_string(), |s| locate(text, s.start));
+            err(key, e.message().to_string())
+        })?;
+        let mut ports = Vec::new();
+        if raw.ports.is_empty() {
+            return err("port", "at least one access and one core port are required");
+        }
+        for (i, p) in raw.ports.iter().enumerate() {
+            let k = format!("port[{i}]");
+            if p.name.is_empty() || ports.iter().any(|q: &PortConfig| q.name == p.name) {
+                return err(format!("{k}.name"), "must be non-empty and unique");
+            }
+            let role = match p.role.as_str() {
+                "access" => Role::Access,
+                "core" => Role::Core,
+                other => {
+                    return err(
+                        format!("{k}.role"),
+                        format!("`{other}`: expected access or core"),
+                    );
+                }
+            };
+            if p.device.is_empty() {
+                return err(
+                    format!("{k}.device"),
+                    "a vdev string (net_...) or a PCI address is required",
+                );
+            }
+            let mut addresses = Vec::new();
+            for (j, a) in p.addresses.iter().enumerate() {
+                let pf = parse_prefix(&format!("{k}.addresses[{j}]"), a)?;
+                addresses.push(IfAddr {
+                    addr: pf.addr,
+                    len: pf.len,
+                });
+            }
+            if addresses.is_empty() {
+                return err(format!("{k}.addresses"), "at least one address is required");
+            }
+            ports.push(PortConfig {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                role,
+                addresses,
+            });
+        }
+        if !ports.iter().any(|p| p.role == Role::Access) {
+            return err("port", "no port has role = \"access\"");
+        }
+        if !ports.iter().any(|p| p.role == Role::Core) {
+            return err("port", "no port has role = \"core\"");
+        }
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.iter().enumerate() {
+            let k = format!("route[{i}]");
+            let prefix = parse_prefix(&format!("{k}.prefix"), &r.prefix)?;
+            let via: IpAddr = r.via.parse().or_else(|_| {
+                err(
+                    format!("{k}.via"),
+                    format!("`{}` is not an IP address", r.via),
+                )
+            })?;
+            if via.is_ipv4() != prefix.addr.is_ipv4() {
+                return err(
+                    format!("{k}.via"),
+                    "next hop and prefix are of different families",
+                );
+            }
+            if !ports
+                .iter()
+                .any(|p| p.addresses.iter().any(|a| a.on_link(via)))
+            {
+                return err(format!("{k}.via"), format!("{via} is on no port's link"));
+            }
+            routes.push(Route { prefix, via });
+        }
+        let mut service_addrs = Vec::new();
+        for (i, a) in raw.converter.addresses.iter().enumerate() {
+            let ip: IpAddr = a.parse().or_else(|_| {
+                err(
+                    format!("converter.addresses[{i}]"),
+                    format!("`{a}` is not an IP address"),
+                )
+            })?;
+            service_addrs.push(ip);
+        }
+        let mut prefixes = Vec::new();
+        for (i, p) in raw.pool.prefixes.iter().enumerate() {
+            prefixes.push(parse_prefix(&format!("pool.prefixes[{i}]"), p)?);
+        }
+        let Some((lo, hi)) = raw.pool.ports.split_once('-') else {
+            return err("pool.ports", "expected LOW-HIGH");
+        };
+        let (Ok(port_lo), Ok(port_hi)) = (lo.trim().parse::<u16>(), hi.trim().parse::<u16>())
+        else {
+            return err("pool.ports", "expected LOW-HIGH with ports 1..=65535");
+        };
+        if raw.workers.lcores.is_empty() {
+            return err("workers.lcores", "at least one worker lcore is required");
+        }
+        if raw.workers.lcores.contains(&0) {
+            return err(
+                "workers.lcores",
+                "lcore 0 is the main lcore (management only)",
+            );
+        }
+        let mut engine = EngineConfig {
+            service_addrs,
+            service_port: raw.converter.port,
+            pool: PoolConfig {
+                prefixes,
+                port_lo,
+                port_hi,
+                block_size: raw.pool.block_size,
+                ..PoolConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        if let Some(ms) = raw.timeouts.syn_ms {
+            engine.syn_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(s) = raw.timeouts.established_s {
+            engine.established_idle = std::time::Duration::from_secs(s);
+        }
+        if let Some(s) = raw.timeouts.transitory_s {
+            engine.transitory_idle = std::time::Duration::from_secs(s);
+        }
+        engine.validate().or_else(|e| {
+            let key = match e.field {
+                "service_addrs" => "converter.addresses",
+                "service_port" => "converter.port",
+                "pool.prefixes" => "pool.prefixes",
+                "pool.port_lo" => "pool.ports",
+                "pool.block_size" => "pool.block_size",
+                "established_idle" => "timeouts.established_s",
+                "transitory_idle" => "timeouts.transitory_s",
+                "syn_timeout" => "timeouts.syn_ms",
+                other => other,
+            };
+            err(key, e.reason)
+        })?;
+        Ok(Config {
+            eal_args: raw.eal.args,
+            ports,
+            routes,
+            lcores: raw.workers.lcores,
+            engine,
+        })
+    }
+
+    /// The addresses the appliance answers ARP/ND and ICMP echo for on `port`:
+    /// the port's own addresses, plus the converter service addresses and pool
+    /// addresses on the matching side (access: service; core: pools).
+    #[must_use]
+    pub fn owns(&self, port: usize, ip: IpAddr) -> bool {
+        let Some(p) = self.ports.get(port) else {
+            return false;
+        };
+        if p.addresses.iter().any(|a| a.addr == ip) {
+            return true;
+        }
+        match p.role {
+            Role::Access => self.engine.service_addrs.contains(&ip),
+            Role::Core => self.engine.pool.contains(ip),
+        }
+    }
+}
+
+/// "line L, column C" for a byte offset.
+fn locate(text: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, str::len) + 1;
+    format!("line {line}, column {col}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const LAB: &str = r#"
+[eal]
+args = ["--no-huge", "--no-shconf"]
+
+[[port]]
+name = "dsl"
+device = "net_af_packet0,iface=conc-dsl"
+role = "access"
+addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
+
+[[port]]
+name = "core"
+device = "net_af_packet1,iface=conc-core"
+role = "core"
+addresses = ["198.51.100.1/24", "2001:db8:100::1/64"]
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.51.100.2"
+
+[converter]
+addresses = ["192.0.2.1", "2001:db8:ffff::1"]
+port = 5124
+
+[pool]
+prefixes = ["203.0.113.0/28", "2001:db8:200::/120"]
+
+[workers]
+lcores = [1]
+"#;
+
+    #[test]
+    fn lab_config_validates() {
+        let c = Config::parse(LAB).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0].role, Role::Access);
+        assert!(c.owns(0, "192.0.2.1".parse().unwrap()));
+        assert!(!c.owns(0, "203.0.113.1".parse().unwrap()));
+        assert!(c.owns(1, "203.0.113.1".parse().unwrap()));
+        assert_eq!(c.routes[0].via, "198.51.100.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = LAB.replace("198.18.1.1/24", "198.18.1.1/33");
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "port[0].addresses[0]");
+        let bad = LAB.replace("role = \"core\"", "role = \"inside\"");
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "port[1].role");
+        let bad = LAB.replace("via = \"198.51.100.2\"", "via = \"192.0.2.200\"");
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "route[0].via");
+        let bad = LAB.replace("lcores = [1]", "lcores = [0]");
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "workers.lcores");
+        let bad = LAB.replace("port = 5124", "port = 0");
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "converter.port");
+        let bad = LAB.replace("[workers]", "[workerz]");
+        assert!(Config::parse(&bad).unwrap_err().key.starts_with("line "));
+        let bad = LAB.replace(
+            "prefixes = [\"203.0.113.0/28\", \"2001:db8:200::/120\"]",
+            "prefixes = [\"203.0.113.0/x\"]",
+        );
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "pool.prefixes[0]");
+    }
+}

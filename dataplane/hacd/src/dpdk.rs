@@ -1,0 +1,228 @@
+//! The runtime on DPDK: EAL, one mempool, every configured port with one rx/tx queue
+//! pair per worker, and one worker per worker lcore, pinned (EAL launches it there),
+//! polling its queues. The main lcore does no packet work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use anyhow::bail;
+use crossbeam_queue::ArrayQueue;
+use hac_core::{Engine, Instant};
+use hac_dpdk::{Eal, Mbuf, Mempool, Port, PortConfig as DpdkPortConfig, RxQueue, TxQueue};
+use hac_wire::ethernet::EthernetAddress;
+
+use crate::config::Config;
+use crate::runtime::{BURST, Handoff, Nic, SharedNeighbours, Worker, WorkerStats};
+
+/// One worker's queues.
+#[allow(missing_debug_implementations)]
+pub struct DpdkNic {
+    rx: Vec<RxQueue>,
+    tx: Vec<TxQueue>,
+    pool: Mempool,
+    macs: Vec<EthernetAddress>,
+}
+
+impl Nic for DpdkNic {
+    type Buf = Mbuf;
+
+    fn rx(&mut self, port: usize, out: &mut Vec<Mbuf>) {
+        if let Some(q) = self.rx.get_mut(port) {
+            q.rx_burst(out, BURST);
+        }
+    }
+
+    fn tx(&mut self, port: usize, pkts: &mut Vec<Mbuf>) {
+        match self.tx.get_mut(port) {
+            Some(q) => {
+                q.tx_burst_or_free(pkts);
+            }
+            None => pkts.clear(),
+        }
+    }
+
+    fn alloc(&mut self) -> Option<Mbuf> {
+        self.pool.alloc()
+    }
+
+    fn mac(&self, port: usize) -> EthernetAddress {
+        self.macs
+            .get(port)
+            .copied()
+            .unwrap_or(EthernetAddress([0; 6]))
+    }
+}
+
+/// The EAL argument list: the configured arguments, the lcore list (main lcore 0 plus
+/// the workers) unless given, and one `--vdev` per virtual-device port (with
+/// `qpairs` = workers for `net_af_packet`) or `-a` per PCI port.
+#[must_use]
+pub fn eal_args(cfg: &Config) -> Vec<String> {
+    let mut args = cfg.eal_args.clone();
+    if !args
+        .iter()
+        .any(|a| a == "-l" || a.starts_with("--lcores") || a.starts_with("-l"))
+    {
+        let mut l = vec!["0".to_string()];
+        l.extend(cfg.lcores.iter().map(u32::to_string));
+        args.push("-l".into());
+        args.push(l.join(","));
+    }
+    for p in &cfg.ports {
+        if p.is_vdev() {
+            let mut dev = p.device.clone();
+            if dev.starts_with("net_af_packet") && !dev.contains("qpairs=") && cfg.lcores.len() > 1
+            {
+                dev.push_str(&format!(",qpairs={}", cfg.lcores.len()));
+            }
+            args.push(format!("--vdev={dev}"));
+        } else {
+            args.push("-a".into());
+            args.push(p.device.clone());
+        }
+    }
+    args
+}
+
+/// Runs the appliance until `stop` is set.
+pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let args = eal_args(&cfg);
+    tracing::info!(?args, "starting EAL");
+    let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("EAL init failed: {e}"))?;
+    let workers = cfg.lcores.len();
+    let pool = Mempool::new(
+        "hacd_pool",
+        (16384 * workers.max(1) as u32).max(16384),
+        256,
+        hac_dpdk::default_data_room(),
+        hac_dpdk::SOCKET_ID_ANY,
+    )
+    .map_err(|e| anyhow::anyhow!("mempool: {e}"))?;
+    let mut ports = Vec::new();
+    let mut macs = Vec::new();
+    for p in &cfg.ports {
+        let name = p.device.split(',').next().unwrap_or(&p.device);
+        let id = eal
+            .port_by_name(name)
+            .map_err(|e| anyhow::anyhow!("port `{}` ({name}): {e}", p.name))?;
+        let conf = DpdkPortConfig {
+            rx_queues: workers as u16,
+            tx_queues: workers as u16,
+            rss: workers > 1,
+            promiscuous: true,
+            ..DpdkPortConfig::default()
+        };
+        let mut port = Port::configure(id, &conf, &pool)
+            .map_err(|e| anyhow::anyhow!("port `{}`: {e}", p.name))?;
+        port.start()
+            .map_err(|e| anyhow::anyhow!("port `{}` start: {e}", p.name))?;
+        let mac = port
+            .mac_addr()
+            .map_err(|e| anyhow::anyhow!("port `{}` mac: {e}", p.name))?;
+        tracing::info!(port = %p.name, id, mac = %EthernetAddress(mac), "port up");
+        macs.push(EthernetAddress(mac));
+        ports.push(port);
+    }
+    let cfg = Arc::new(cfg);
+    let shared = Arc::new(SharedNeighbours::default());
+    let inboxes: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
+        .map(|_| Arc::new(ArrayQueue::new(4096)))
+        .collect();
+    let epoch = StdInstant::now();
+    let mut seed = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut seed);
+    }
+    let seed = u64::from_le_bytes(seed);
+    let mut handles = Vec::new();
+    let mut all_stats = Vec::new();
+    for (w, &lcore) in cfg.lcores.iter().enumerate() {
+        let mut rx = Vec::new();
+        let mut tx = Vec::new();
+        for p in &ports {
+            rx.push(
+                p.rx_queue(w as u16)
+                    .map_err(|e| anyhow::anyhow!("rx queue {w}: {e}"))?,
+            );
+            tx.push(
+                p.tx_queue(w as u16)
+                    .map_err(|e| anyhow::anyhow!("tx queue {w}: {e}"))?,
+            );
+        }
+        let nic = DpdkNic {
+            rx,
+            tx,
+            pool: pool.clone(),
+            macs: macs.clone(),
+        };
+        let (cfg, shared, inboxes, stop) = (
+            Arc::clone(&cfg),
+            Arc::clone(&shared),
+            inboxes.clone(),
+            Arc::clone(&stop),
+        );
+        let stats = Arc::new(WorkerStats::default());
+        all_stats.push(Arc::clone(&stats));
+        let handle = eal
+            .launch(lcore, move || -> Result<Vec<()>, String> {
+                let now = || Instant(epoch.elapsed().as_micros() as u64);
+                let engine = Engine::new(
+                    cfg.engine.clone(),
+                    w as u16,
+                    workers as u16,
+                    seed ^ (w as u64),
+                    now(),
+                )
+                .map_err(|e| e.to_string())?;
+                let mut worker = Worker::new(w as u16, nic, cfg, engine, shared, &inboxes, stats);
+                let mut last_publish = now();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = now();
+                    worker.poll(t);
+                    if t.0.saturating_sub(last_publish.0) > 50_000 {
+                        worker.publish_neighbours();
+                        last_publish = t;
+                    }
+                }
+                Ok(Vec::new())
+            })
+            .map_err(|e| anyhow::anyhow!("launching worker on lcore {lcore}: {e}"))?;
+        tracing::info!(worker = w, lcore, "worker started");
+        handles.push(handle);
+    }
+    tracing::info!("hacd forwarding");
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("stopping");
+    for h in handles {
+        match h.wait() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("worker failed: {e}"),
+            Err(_) => tracing::error!("worker panicked"),
+        }
+    }
+    for (w, s) in all_stats.iter().enumerate() {
+        tracing::info!(
+            worker = w,
+            rx = s.rx_packets.load(Ordering::Relaxed),
+            tx = s.tx_packets.load(Ordering::Relaxed),
+            handoffs = s.handoffs.load(Ordering::Relaxed),
+            "worker stopped"
+        );
+    }
+    for (mut p, c) in ports.into_iter().zip(cfg.ports.iter()) {
+        if let Err(e) = p.stop() {
+            tracing::warn!(port = %c.name, "stop: {e}");
+        }
+        if let Err(e) = p.close() {
+            tracing::warn!(port = %c.name, "close: {e}");
+        }
+    }
+    if workers == 0 {
+        bail!("no workers");
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! `hacd`, the appliance: configuration, the per-link host logic (ARP, neighbour
+//! discovery, ICMP echo, static routes) and, with the DPDK runtime, the pinned
+//! polling workers that run `hac-core`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dpdk;
+pub mod host;
+pub mod runtime;

@@ -1,0 +1,403 @@
+//! The worker loop, independent of the NIC layer: one worker per lcore polls its
+//! queue on every port, answers ARP/ND/echo, hands packets owned by another shard
+//! over a lock-free queue (crossbeam `ArrayQueue`; the owner is computed from the
+//! packet, `hac_core::owner_of`), runs the engine, resolves next hops and transmits
+//! in batches. No global lock on the packet path: the shared neighbour table is only
+//! read on a local-cache miss and written when a neighbour is learned.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use hac_core::{Action, DropReason, Engine, Instant, PacketBuf, Port};
+use hac_wire::ethernet::EthernetAddress;
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+
+use crate::config::{Config, Role};
+use crate::host::{ETH_LEN, Host, Input, next_hop, write_eth};
+
+/// Packets per burst.
+pub const BURST: usize = 32;
+
+/// The NIC as one worker sees it: its own queue on every port.
+pub trait Nic {
+    /// The packet buffer (an mbuf in production).
+    type Buf: PacketBuf + Send;
+    /// Receives up to [`BURST`] frames from `port` into `out`.
+    fn rx(&mut self, port: usize, out: &mut Vec<Self::Buf>);
+    /// Sends the frames of `pkts` on `port` (the vector is drained; unsent frames are
+    /// freed and counted by the implementation).
+    fn tx(&mut self, port: usize, pkts: &mut Vec<Self::Buf>);
+    /// A fresh buffer (empty data, default headroom).
+    fn alloc(&mut self) -> Option<Self::Buf>;
+    /// The port's MAC address.
+    fn mac(&self, port: usize) -> EthernetAddress;
+}
+
+/// Neighbours learned by any worker, per port.
+#[derive(Debug, Default)]
+pub struct SharedNeighbours {
+    map: RwLock<HashMap<(usize, IpAddr), EthernetAddress>>,
+}
+
+/// Counters of one worker, readable from other threads without locks.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Frames received.
+    pub rx_packets: AtomicU64,
+    /// Bytes received.
+    pub rx_bytes: AtomicU64,
+    /// Frames sent.
+    pub tx_packets: AtomicU64,
+    /// Bytes sent.
+    pub tx_bytes: AtomicU64,
+    /// Packets handed to another worker.
+    pub handoffs: AtomicU64,
+    /// Handoffs dropped because the peer's queue was full.
+    pub handoff_drops: AtomicU64,
+    /// Packets dropped for lack of a neighbour (a solicitation was sent).
+    pub unresolved: AtomicU64,
+    /// Packets without a route.
+    pub no_route: AtomicU64,
+    /// Engine drops by reason (`DropReason as usize`).
+    pub drops: [AtomicU64; DropReason::COUNT],
+}
+
+/// A handed-over packet: the port it arrived on and the frame.
+pub type Handoff<B> = (usize, B);
+
+/// One worker.
+pub struct Worker<N: Nic> {
+    id: u16,
+    nic: N,
+    cfg: Arc<Config>,
+    engine: Engine<N::Buf>,
+    host: Host,
+    shared: Arc<SharedNeighbours>,
+    inbox: Arc<ArrayQueue<Handoff<N::Buf>>>,
+    peers: Vec<Arc<ArrayQueue<Handoff<N::Buf>>>>,
+    stats: Arc<WorkerStats>,
+    rx: Vec<N::Buf>,
+    tx: Vec<Vec<N::Buf>>,
+    scratch: Vec<u8>,
+}
+
+impl<N: Nic> std::fmt::Debug for Worker<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: Nic> Worker<N> {
+    /// Worker `id` of `inboxes.len()`, with its engine shard.
+    pub fn new(
+        id: u16,
+        nic: N,
+        cfg: Arc<Config>,
+        engine: Engine<N::Buf>,
+        shared: Arc<SharedNeighbours>,
+        inboxes: &[Arc<ArrayQueue<Handoff<N::Buf>>>],
+        stats: Arc<WorkerStats>,
+    ) -> Self {
+        let ports = cfg.ports.len();
+        Worker {
+            id,
+            nic,
+            engine,
+            host: Host::new(ports),
+            shared,
+            inbox: Arc::clone(&inboxes[usize::from(id)]),
+            peers: inboxes.to_vec(),
+            stats,
+            rx: Vec::with_capacity(BURST),
+            tx: (0..ports).map(|_| Vec::with_capacity(BURST * 2)).collect(),
+            scratch: vec![0; 2048],
+            cfg,
+        }
+    }
+
+    /// The engine (counters, connections).
+    pub fn engine(&self) -> &Engine<N::Buf> {
+        &self.engine
+    }
+
+    fn role(&self, port: usize) -> Port {
+        match self.cfg.ports[port].role {
+            Role::Access => Port::Access,
+            Role::Core => Port::Core,
+        }
+    }
+
+    /// One polling round: every port's queue, the handoff inbox, timers, engine
+    /// output, then the batched transmissions.
+    pub fn poll(&mut self, now: Instant) {
+        let shards = self.peers.len() as u16;
+        for port in 0..self.cfg.ports.len() {
+            let mut rx = std::mem::take(&mut self.rx);
+            self.nic.rx(port, &mut rx);
+            for mut buf in rx.drain(..) {
+                self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .rx_bytes
+                    .fetch_add(buf.data().len() as u64, Ordering::Relaxed);
+                let mac = self.nic.mac(port);
+                match self.host.input(&self.cfg, port, mac, buf.data_mut(), now) {
+                    Input::Reply(n) => {
+                        if buf.set_len(n) {
+                            self.tx[port].push(buf);
+                        }
+                    }
+                    Input::Done => {}
+                    Input::Ip => {
+                        let owner = hac_core::owner_of(
+                            &self.cfg.engine,
+                            shards,
+                            self.role(port),
+                            &buf.data()[ETH_LEN..],
+                        );
+                        match owner {
+                            Some(o) if o != self.id && usize::from(o) < self.peers.len() => {
+                                if self.peers[usize::from(o)].push((port, buf)).is_ok() {
+                                    self.stats.handoffs.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    self.stats.handoff_drops.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            _ => self.ip_input(now, port, buf),
+                        }
+                    }
+                }
+            }
+            self.rx = rx;
+        }
+        while let Some((port, buf)) = self.inbox.pop() {
+            self.ip_input(now, port, buf);
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.drain_engine(now);
+        for port in 0..self.tx.len() {
+            if !self.tx[port].is_empty() {
+                let n = self.tx[port].len() as u64;
+                let bytes: u64 = self.tx[port].iter().map(|b| b.data().len() as u64).sum();
+                self.stats.tx_packets.fetch_add(n, Ordering::Relaxed);
+                self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.nic.tx(port, &mut self.tx[port]);
+            }
+        }
+    }
+
+    fn ip_input(&mut self, now: Instant, port: usize, mut buf: N::Buf) {
+        if !buf.adj(ETH_LEN) {
+            return;
+        }
+        match self.engine.handle_packet(now, self.role(port), &mut buf) {
+            Action::Forward(to) => self.output(now, to, buf),
+            Action::Consumed => {}
+            Action::Drop(r) => {
+                self.stats.drops[r as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.drain_engine(now);
+    }
+
+    fn drain_engine(&mut self, now: Instant) {
+        while let Some(t) = self.engine.poll_transmit(now, &mut self.scratch) {
+            let Some(mut buf) = self.nic.alloc() else {
+                break;
+            };
+            if !buf.set_len(t.len) {
+                continue;
+            }
+            buf.data_mut().copy_from_slice(&self.scratch[..t.len]);
+            self.output(now, t.port, buf);
+        }
+    }
+
+    /// Sends an IP packet out of a port of the given side: route, neighbour, L2.
+    fn output(&mut self, now: Instant, side: Port, mut buf: N::Buf) {
+        let d = buf.data();
+        let (dst, v6): (IpAddr, bool) = match d.first().map(|b| b >> 4) {
+            Some(4) if d.len() >= 20 => (IpAddr::from([d[16], d[17], d[18], d[19]]), false),
+            Some(6) if d.len() >= 40 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&d[24..40]);
+                (IpAddr::from(a), true)
+            }
+            _ => return,
+        };
+        let role = match side {
+            Port::Access => Role::Access,
+            Port::Core => Role::Core,
+        };
+        let Some((port, nh)) = next_hop(&self.cfg, dst, Some(role)) else {
+            self.stats.no_route.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mac = self.nic.mac(port);
+        let neighbour = self.host.neighbour(port, nh, now).or_else(|| {
+            let m = self.shared.map.read().get(&(port, nh)).copied();
+            if let Some(m) = m {
+                self.host.learn(port, nh, m, now);
+            }
+            m
+        });
+        let Some(nmac) = neighbour else {
+            self.stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            if let Some(mut s) = self.nic.alloc()
+                && s.set_len(128)
+                && let Some(n) = Host::solicit(&self.cfg, port, mac, nh, s.data_mut())
+                && s.set_len(n)
+            {
+                self.tx[port].push(s);
+            }
+            return;
+        };
+        if buf.prepend(ETH_LEN) && write_eth(buf.data_mut(), mac, nmac, v6) {
+            self.tx[port].push(buf);
+        }
+    }
+
+    /// Publishes neighbours this worker learned to the shared table (called between
+    /// bursts, not per packet).
+    pub fn publish_neighbours(&mut self) {
+        let learned = self.host.drain_learned();
+        if !learned.is_empty() {
+            let mut m = self.shared.map.write();
+            for (k, v) in learned {
+                m.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::LAB;
+    use hac_core::VecPacket;
+    use hac_wire::arp::{self, ArpRepr, Operation};
+    use hac_wire::ethernet::{EtherType, EthernetRepr, Frame};
+    use std::collections::VecDeque;
+
+    /// An in-memory NIC: frames pushed into `rxq[port]` are received; sent frames are
+    /// collected in `sent`.
+    #[derive(Default)]
+    struct FakeNic {
+        rxq: Vec<VecDeque<Vec<u8>>>,
+        sent: Vec<(usize, Vec<u8>)>,
+    }
+
+    impl Nic for FakeNic {
+        type Buf = VecPacket;
+        fn rx(&mut self, port: usize, out: &mut Vec<VecPacket>) {
+            while out.len() < BURST {
+                let Some(f) = self.rxq[port].pop_front() else {
+                    break;
+                };
+                out.push(VecPacket::from_bytes(&f));
+            }
+        }
+        fn tx(&mut self, port: usize, pkts: &mut Vec<VecPacket>) {
+            for p in pkts.drain(..) {
+                self.sent.push((port, p.to_vec()));
+            }
+        }
+        fn alloc(&mut self) -> Option<VecPacket> {
+            Some(VecPacket::empty())
+        }
+        fn mac(&self, port: usize) -> EthernetAddress {
+            EthernetAddress([2, 0, 0, 0, 0, port as u8 + 1])
+        }
+    }
+
+    fn worker() -> Worker<FakeNic> {
+        let cfg = Arc::new(Config::parse(LAB).unwrap());
+        let engine = Engine::new(cfg.engine.clone(), 0, 1, 1, Instant(0)).unwrap();
+        let inboxes = vec![Arc::new(ArrayQueue::new(64))];
+        let nic = FakeNic {
+            rxq: vec![VecDeque::new(), VecDeque::new()],
+            sent: Vec::new(),
+        };
+        Worker::new(
+            0,
+            nic,
+            cfg,
+            engine,
+            Arc::default(),
+            &inboxes,
+            Arc::default(),
+        )
+    }
+
+    #[test]
+    fn arp_reply_and_learning_are_shared() {
+        let mut w = worker();
+        let peer = EthernetAddress([2, 0, 0, 0, 0, 0x99]);
+        let mut f = vec![0u8; 60];
+        EthernetRepr {
+            dst_addr: EthernetAddress::BROADCAST,
+            src_addr: peer,
+            vlan: None,
+            inner_vlan: None,
+            ethertype: EtherType::ARP,
+        }
+        .emit(&mut f)
+        .unwrap();
+        ArpRepr {
+            operation: Operation::Request,
+            sender_hardware_addr: peer,
+            sender_protocol_addr: "198.51.100.2".parse().unwrap(),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: "203.0.113.5".parse().unwrap(),
+        }
+        .emit(&mut f[ETH_LEN..])
+        .unwrap();
+        w.nic.rxq[1].push_back(f);
+        w.poll(Instant(1));
+        assert_eq!(
+            w.nic.sent.len(),
+            1,
+            "ARP for a pool address answered on the core port"
+        );
+        let (port, reply) = &w.nic.sent[0];
+        assert_eq!(*port, 1);
+        let eth = Frame::new_checked(&reply[..]).unwrap();
+        assert_eq!(eth.dst_addr(), peer);
+        let a = ArpRepr::parse(&arp::Packet::new_checked(eth.payload()).unwrap()).unwrap();
+        assert_eq!(a.operation, Operation::Reply);
+        w.publish_neighbours();
+        assert_eq!(
+            w.shared
+                .map
+                .read()
+                .get(&(1, "198.51.100.2".parse().unwrap())),
+            Some(&peer)
+        );
+    }
+
+    #[test]
+    fn unresolved_next_hop_solicits() {
+        let mut w = worker();
+        // An engine-originated packet toward the server: build one via output().
+        let mut p = VecPacket::from_bytes(&[
+            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 6, 0, 0, 203, 0, 113, 1, 198, 51, 100, 2,
+        ]);
+        let _ = &mut p;
+        w.output(Instant(0), Port::Core, p);
+        assert_eq!(w.stats.unresolved.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            w.tx[1].len(),
+            1,
+            "an ARP request is queued on the core port"
+        );
+        let eth = Frame::new_checked(w.tx[1][0].data()).unwrap();
+        assert_eq!(eth.payload_ethertype(), EtherType::ARP);
+        assert!(eth.dst_addr().is_broadcast());
+    }
+}
