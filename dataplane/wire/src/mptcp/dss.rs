@@ -442,11 +442,20 @@ impl DssRepr {
             off += dsn.wire_len();
             // check_len admitted exactly base_len or base_len + 2 (checksum).
             let checksum = (usize::from(b[1]) == off + 8).then(|| u16_at(b, off + 6));
-            Some(Mapping { dsn, ssn: u32_at(b, off), data_len: u16_at(b, off + 4), checksum })
+            Some(Mapping {
+                dsn,
+                ssn: u32_at(b, off),
+                data_len: u16_at(b, off + 4),
+                checksum,
+            })
         } else {
             None
         };
-        Ok(Self { data_ack, mapping, data_fin: f.data_fin() })
+        Ok(Self {
+            data_ack,
+            mapping,
+            data_fin: f.data_fin(),
+        })
     }
 
     /// The canonical flags byte for this repr.
