@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub max_pending_per_client: u32,
     /// Connections per shard (binding-table capacity).
     pub max_connections: usize,
+    /// Connections the binding tables and the connection slab are sized for at
+    /// start (capped by `max_connections`): growing past it rehashes a whole table
+    /// on the packet path, so size it for the expected load.
+    pub initial_capacity: usize,
     /// Bytes of application data after the Convert TLVs that the engine holds per
     /// pending connection until the server has answered (RFC 8803 §4.3). A SYN with
     /// more is refused (Error 64) rather than acknowledged without delivery.
@@ -56,6 +60,7 @@ impl Default for EngineConfig {
             transitory_idle: Duration::from_secs(240),
             max_pending_per_client: 64,
             max_connections: 1 << 20,
+            initial_capacity: 1 << 16,
             max_syn_app_data: 1460,
             dss_checksum: false,
             deny_private_destinations: false,

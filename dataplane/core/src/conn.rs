@@ -5,7 +5,7 @@
 //! followed the Convert TLVs in the SYN, and a few server segments that arrive before
 //! the client's key is known.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
 
 use hac_wire::seq::{DataSeq, SeqNum};
@@ -46,6 +46,103 @@ pub(crate) struct ClientMapping {
     pub data_fin: bool,
 }
 
+/// A transport address without the IPv6 flow label and scope id: 20 bytes instead
+/// of `SocketAddr`'s 32 (four per connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sock {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl Sock {
+    /// The unspecified IPv4 address, port 0.
+    pub const UNSPECIFIED: Sock = Sock {
+        ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: 0,
+    };
+
+    pub const fn new(ip: IpAddr, port: u16) -> Sock {
+        Sock { ip, port }
+    }
+
+    pub const fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl From<SocketAddr> for Sock {
+    fn from(a: SocketAddr) -> Sock {
+        Sock::new(a.ip(), a.port())
+    }
+}
+
+/// A deadline that may be unset, in 8 bytes (`Option<Instant>` takes 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline(u64);
+
+impl Deadline {
+    pub const NONE: Deadline = Deadline(u64::MAX);
+
+    pub const fn at(t: Instant) -> Deadline {
+        Deadline(t.0)
+    }
+
+    pub const fn get(self) -> Option<Instant> {
+        if self.0 == u64::MAX {
+            None
+        } else {
+            Some(Instant(self.0))
+        }
+    }
+
+    pub const fn is_some(self) -> bool {
+        self.0 != u64::MAX
+    }
+}
+
+/// Convert replies up to this length are stored in the connection itself (a bare
+/// reply is 4 bytes); longer ones live in the [`Handshake`] box until acknowledged.
+pub(crate) const REPLY_INLINE: usize = 8;
+
+/// Handshake-only state, out of line and freed once the handshake's items are done
+/// (server acknowledged the SYN's application bytes, held server segments sent,
+/// Convert reply acknowledged).
+#[derive(Debug)]
+pub(crate) struct Handshake<P> {
+    /// When the client SYN arrived (the SynSent deadline).
+    pub created: Instant,
+    /// The client SYN holding the application bytes, until the server acknowledges them.
+    pub held_syn: Option<P>,
+    /// Offset of the app bytes in the held SYN.
+    pub app_off: usize,
+    /// Server segments waiting for the client's key.
+    pub held_server: Vec<P>,
+    /// A Convert reply longer than [`REPLY_INLINE`].
+    pub reply: Box<[u8]>,
+    /// The client sent Info: the reply carries Supported TCP Extensions.
+    pub reply_info: bool,
+    /// Extended Connect: the reply carries the server's SYN-ACK options.
+    pub reply_extended: bool,
+}
+
+impl<P> Handshake<P> {
+    pub fn new(created: Instant) -> Self {
+        Handshake {
+            created,
+            held_syn: None,
+            app_off: 0,
+            held_server: Vec::new(),
+            reply: Box::default(),
+            reply_info: false,
+            reply_extended: false,
+        }
+    }
+}
+
 /// One translated connection.
 #[derive(Debug)]
 pub(crate) struct Conn<P> {
@@ -57,8 +154,8 @@ pub(crate) struct Conn<P> {
     pub fallback: bool,
 
     // ---- client leg (initial subflow) ----
-    pub client: SocketAddr,
-    pub service: SocketAddr,
+    pub client: Sock,
+    pub service: Sock,
     pub c_isn: SeqNum,
     /// SYN payload bytes acknowledged in our SYN-ACK (Convert message + app data):
     /// the client's relative SSN 1 is at `c_isn + 1 + syn_len` (RFC 8684 App. B).
@@ -106,8 +203,8 @@ pub(crate) struct Conn<P> {
     pub e_fin_acked: bool,
 
     // ---- server leg ----
-    pub pool: SocketAddr,
-    pub server: SocketAddr,
+    pub pool: Sock,
+    pub server: Sock,
     pub p_isn: SeqNum,
     pub s_isn: SeqNum,
     pub s_ws: u8,
@@ -122,23 +219,21 @@ pub(crate) struct Conn<P> {
     pub s_win: u32,
     /// Last ACK and window field sent to the server (duplicate suppression).
     pub p_ack_sent: SeqNum,
+    /// Our next sequence number toward the server (SND.NXT of the server leg): the
+    /// sequence of pure ACKs, and of RSTs.
+    pub p_snd_nxt: SeqNum,
     pub p_win_sent: u16,
     /// Application bytes that followed the Convert TLVs in the SYN (`A`).
     pub app_len: u32,
-    /// The client SYN holding those bytes, until the server acknowledges them.
-    pub held_syn: Option<P>,
-    /// Offset of the app bytes in the held SYN.
-    pub app_off: usize,
-    /// Server segments waiting for the client's key.
-    pub held_server: Vec<P>,
+    /// Handshake-only state (None once done).
+    pub hs: Option<Box<Handshake<P>>>,
 
     // ---- Convert reply (engine-originated bytes, `R`) ----
-    pub reply: Box<[u8]>,
+    /// `R`.
+    pub reply_len: u16,
+    /// The reply when it is at most [`REPLY_INLINE`] bytes.
+    pub reply_inline: [u8; REPLY_INLINE],
     pub reply_acked: bool,
-    /// The client sent Info: the reply carries Supported TCP Extensions.
-    pub reply_info: bool,
-    /// Extended Connect: the reply carries the server's SYN-ACK options.
-    pub reply_extended: bool,
 
     // ---- close ----
     /// Upstream index of the client's DATA_FIN (forwarded as the server FIN).
@@ -148,19 +243,95 @@ pub(crate) struct Conn<P> {
 
     // ---- timers ----
     pub last_activity: Instant,
-    pub created: Instant,
     /// Retransmission deadline for engine-originated bytes, if any are unacked.
-    pub rto_at: Option<Instant>,
-    pub rto: Duration,
+    pub rto_at: Deadline,
+    /// Doublings of the initial RTO so far (RFC 6298 §5.5 back-off).
+    pub rto_shift: u8,
     pub retries: u8,
     /// Timestamp offset of this connection (RFC 7323 §5.4, randomised per connection).
     pub ts_offset: u32,
 }
 
+/// Upper bound of the retransmission timeout (RFC 6298 §2.5 allows a maximum ≥ 60 s).
+const MAX_RTO: Duration = Duration::from_secs(60);
+
 impl<P> Conn<P> {
     /// Length of the Convert reply.
+    #[inline]
     pub fn reply_len(&self) -> u32 {
-        self.reply.len() as u32
+        u32::from(self.reply_len)
+    }
+
+    /// The Convert reply's bytes (empty once a long reply was acknowledged and freed).
+    pub fn reply(&self) -> &[u8] {
+        let n = usize::from(self.reply_len);
+        if n <= REPLY_INLINE {
+            &self.reply_inline[..n]
+        } else {
+            self.hs.as_ref().map_or(&[], |h| &h.reply)
+        }
+    }
+
+    /// Sets the Convert reply (≤ 1020 bytes).
+    pub fn set_reply(&mut self, r: &[u8], now: Instant) {
+        self.reply_len = r.len() as u16;
+        if r.len() <= REPLY_INLINE {
+            self.reply_inline[..r.len()].copy_from_slice(r);
+            if let Some(h) = self.hs.as_mut() {
+                h.reply = Box::default();
+            }
+        } else {
+            self.hs_mut(now).reply = Box::from(r);
+        }
+    }
+
+    /// The handshake state, created if it was freed.
+    pub fn hs_mut(&mut self, now: Instant) -> &mut Handshake<P> {
+        self.hs.get_or_insert_with(|| Box::new(Handshake::new(now)))
+    }
+
+    /// The held client SYN (application bytes not yet acknowledged by the server).
+    pub fn has_held_syn(&self) -> bool {
+        self.hs.as_ref().is_some_and(|h| h.held_syn.is_some())
+    }
+
+    /// Drops the held client SYN.
+    pub fn drop_held_syn(&mut self) {
+        if let Some(h) = self.hs.as_mut() {
+            h.held_syn = None;
+        }
+    }
+
+    /// Held server segments.
+    pub fn held_server_len(&self) -> usize {
+        self.hs.as_ref().map_or(0, |h| h.held_server.len())
+    }
+
+    /// Frees the handshake state once nothing in it can be needed again.
+    #[inline]
+    pub fn release_handshake(&mut self) {
+        if let Some(h) = &self.hs
+            && matches!(
+                self.state,
+                State::Established | State::TimeWait | State::ClientGone
+            )
+            && h.held_syn.is_none()
+            && h.held_server.is_empty()
+            && (self.reply_acked || usize::from(self.reply_len) <= REPLY_INLINE)
+        {
+            self.hs = None;
+        }
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self, initial: Duration) -> Duration {
+        if self.rto_shift == 0 {
+            initial
+        } else {
+            initial
+                .saturating_mul(1u32 << self.rto_shift.min(31))
+                .min(MAX_RTO)
+        }
     }
 
     /// Our TSval at `now`.
@@ -237,5 +408,17 @@ impl<P> Conn<P> {
             .s_fin
             .is_some_and(|v| self.c_data_ack.diff(self.e_dsn(v)) >= 1);
         c_done && s_done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_size() {
+        let n = core::mem::size_of::<Option<Conn<crate::packet::VecPacket>>>();
+        eprintln!("Option<Conn<VecPacket>>: {n} B");
+        assert!(n <= 360, "{n}");
     }
 }

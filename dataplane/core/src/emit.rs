@@ -5,13 +5,14 @@
 //! engine recovers from the received checksum without reading the payload
 //! (RFC 1624 arithmetic): `payload = ~csum − pseudo − header`.
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::IpAddr;
 
 use hac_wire::checksum::{self, Checksum};
-use hac_wire::ipv4::Ipv4Repr;
 use hac_wire::ipv6::Ipv6Repr;
 use hac_wire::seq::SeqNum;
-use hac_wire::tcp::{Flags, TcpRepr};
+use hac_wire::tcp::Flags;
+
+use crate::conn::Sock;
 
 /// TTL / hop limit of packets the converter sends (it is an endpoint at the IP level).
 pub(crate) const TTL: u8 = 64;
@@ -19,8 +20,8 @@ pub(crate) const TTL: u8 = 64;
 /// One outgoing TCP header.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TcpOut<'a> {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub src: Sock,
+    pub dst: Sock,
     pub seq: SeqNum,
     pub ack: SeqNum,
     pub flags: Flags,
@@ -34,40 +35,99 @@ pub(crate) fn ip_header_len(ip: IpAddr) -> usize {
     if ip.is_ipv6() { 40 } else { 20 }
 }
 
+/// Folds an unfolded sum of 16-bit words to 16 bits (ones' complement), without
+/// a loop. Zero only for a zero sum, as `Checksum::fold`.
+#[inline(always)]
+pub(crate) fn fold(acc: u64) -> u16 {
+    let s = (acc & 0xffff_ffff) + (acc >> 32); // < 2^33
+    let s = (s & 0xffff) + (s >> 16); // < 2^17 + 2^16
+    let s = (s & 0xffff) + (s >> 16); // ≤ 0x1_0001
+    let s = (s & 0xffff) + (s >> 16); // ≤ 0xffff
+    s as u16
+}
+
+/// Unfolded sum (congruent modulo 2^16 − 1) of the 16-bit words of `b`, whose
+/// length is a multiple of 4.
+#[inline(always)]
+fn sum_words4(b: &[u8]) -> u64 {
+    // 8 bytes at a time: each 32-bit half is a sum of two 16-bit words shifted by
+    // 16, which folds correctly because 2^16 ≡ 1 (mod 2^16 − 1).
+    let mut acc = 0u64;
+    let mut chunks = b.chunks_exact(8);
+    for w in &mut chunks {
+        let v = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        acc += (v >> 32) + (v & 0xffff_ffff);
+    }
+    if let [a, b, c, d] = *chunks.remainder() {
+        acc += u64::from(u32::from_be_bytes([a, b, c, d]));
+    }
+    acc
+}
+
+#[inline(always)]
+fn sum32(v: u32) -> u64 {
+    u64::from(v >> 16) + u64::from(v & 0xffff)
+}
+
+#[inline(always)]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline(always)]
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
 impl TcpOut<'_> {
     /// IP + TCP header length.
+    #[inline]
     pub fn header_len(&self) -> usize {
         ip_header_len(self.src.ip()) + 20 + self.options.len()
     }
 
-    /// Pseudo-header partial sum for a segment of `tcp_len` bytes.
-    fn pseudo(&self, tcp_len: usize) -> Checksum {
-        pseudo_header(self.src.ip(), self.dst.ip(), tcp_len)
-    }
-
     /// Writes the headers into `buf[..header_len()]`, for `payload_len` payload bytes
     /// whose ones'-complement sum is `payload`. Returns the header length, or None if
-    /// `buf` is short or the addresses mix families.
+    /// `buf` is short, the options are not a padded ≤ 40-byte area, or the addresses
+    /// mix families.
+    ///
+    /// The fields are written directly (IPv4: version/IHL 0x45, DSCP/ECN 0, ident 0,
+    /// DF, TTL 64) and the checksums summed from the values, not re-read from the
+    /// buffer.
+    #[inline]
     pub fn write(&self, buf: &mut [u8], payload_len: usize, payload: Checksum) -> Option<usize> {
-        let hlen = self.header_len();
-        let ip_len = ip_header_len(self.src.ip());
-        let tcp_len = hlen - ip_len + payload_len;
-        let b = buf.get_mut(..hlen)?;
-        match (self.src.ip(), self.dst.ip()) {
+        let olen = self.options.len();
+        if olen > 40 || !olen.is_multiple_of(4) {
+            return None;
+        }
+        let tcp_hlen = 20 + olen;
+        let tcp_len = tcp_hlen + payload_len;
+        let (ip_len, pseudo) = match (self.src.ip, self.dst.ip) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                Ipv4Repr {
-                    src_addr: s,
-                    dst_addr: d,
-                    protocol: checksum::PROTO_TCP,
-                    payload_len: tcp_len,
-                    ttl: TTL,
-                    dscp: 0,
-                    ecn: 0,
-                    ident: 0,
-                    dont_frag: true,
-                }
-                .emit(b)
-                .ok()?;
+                let total = u16::try_from(20 + tcp_len).ok()?;
+                let b = buf.get_mut(..20)?;
+                let (s, d) = (s.to_bits(), d.to_bits());
+                b[0] = 0x45;
+                b[1] = 0;
+                put16(b, 2, total);
+                put32(b, 4, 0x0000_4000); // ident 0, DF, offset 0
+                b[8] = TTL;
+                b[9] = checksum::PROTO_TCP;
+                put32(b, 12, s);
+                put32(b, 16, d);
+                let addrs = sum32(s) + sum32(d);
+                let ip_sum = !fold(
+                    0x4500
+                        + u64::from(total)
+                        + 0x4000
+                        + ((u64::from(TTL) << 8) | u64::from(checksum::PROTO_TCP))
+                        + addrs,
+                );
+                put16(b, 10, ip_sum);
+                let pseudo = addrs
+                    + u64::from(checksum::PROTO_TCP)
+                    + u64::from(u16::try_from(tcp_len).unwrap_or(u16::MAX));
+                (20, pseudo)
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 Ipv6Repr {
@@ -79,29 +139,62 @@ impl TcpOut<'_> {
                     traffic_class: 0,
                     flow_label: 0,
                 }
-                .emit(b)
+                .emit(buf.get_mut(..40)?)
                 .ok()?;
+                let pseudo = checksum::ipv6_pseudo_header(
+                    s,
+                    d,
+                    checksum::PROTO_TCP,
+                    u32::try_from(tcp_len).unwrap_or(u32::MAX),
+                )
+                .fold();
+                (40, u64::from(pseudo))
             }
             _ => return None,
-        }
-        let t = &mut b[ip_len..];
-        TcpRepr {
-            src_port: self.src.port(),
-            dst_port: self.dst.port(),
-            seq_number: self.seq,
-            ack_number: self.ack,
-            flags: self.flags,
-            window_len: self.window,
-            urgent_at: 0,
-            options: self.options,
-            payload_len,
-        }
-        .emit(t)
-        .ok()?;
-        let sum = self.pseudo(tcp_len).add_bytes(t).combine(payload).finish();
-        t[16..18].copy_from_slice(&sum.to_be_bytes());
-        Some(hlen)
+        };
+        let t = buf.get_mut(ip_len..ip_len + tcp_hlen)?;
+        let (sport, dport) = (self.src.port, self.dst.port);
+        let off_flags = ((tcp_hlen as u16 / 4) << 12) | u16::from(self.flags.bits());
+        put16(t, 0, sport);
+        put16(t, 2, dport);
+        put32(t, 4, self.seq.0);
+        put32(t, 8, self.ack.0);
+        put16(t, 12, off_flags);
+        put16(t, 14, self.window);
+        put32(t, 16, 0); // checksum (below), urgent pointer 0
+        t[20..].copy_from_slice(self.options);
+        let sum = !fold(
+            pseudo
+                + u64::from(sport)
+                + u64::from(dport)
+                + sum32(self.seq.0)
+                + sum32(self.ack.0)
+                + u64::from(off_flags)
+                + u64::from(self.window)
+                + sum_words4(self.options)
+                + u64::from(payload.fold()),
+        );
+        put16(t, 16, sum);
+        Some(ip_len + tcp_hlen)
     }
+}
+
+/// Writes NOP, NOP, Timestamps (RFC 7323 App. A layout) into `b[..12]`: the
+/// bytes `OptionsBuilder` produced for the same pushes.
+#[inline]
+pub(crate) fn write_ts(b: &mut [u8], tsval: u32, tsecr: u32) -> usize {
+    b[..4].copy_from_slice(&[1, 1, 8, 10]);
+    put32(b, 4, tsval);
+    put32(b, 8, tsecr);
+    12
+}
+
+/// NOP-pads `b` from `n` to the next multiple of 4; returns the padded length.
+#[inline]
+pub(crate) fn pad_nop(b: &mut [u8], n: usize) -> usize {
+    let m = n.next_multiple_of(4);
+    b[n..m].fill(1);
+    m
 }
 
 /// Pseudo-header partial sum (RFC 9293 §3.1, RFC 8200 §8.1).
@@ -135,12 +228,24 @@ pub(crate) fn payload_sum_from_checksum(
     payload_len: usize,
     csum: u16,
 ) -> Checksum {
-    let pseudo = pseudo_header(src, dst, tcp_header.len() + payload_len).fold();
-    let hdr = Checksum::new().add_bytes(tcp_header).add_u16(!csum).fold();
-    Checksum::new()
-        .add_u16(!csum)
-        .add_u16(!pseudo)
-        .add_u16(!hdr)
+    let tcp_len = tcp_header.len() + payload_len;
+    let pseudo = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            sum32(s.to_bits())
+                + sum32(d.to_bits())
+                + u64::from(checksum::PROTO_TCP)
+                + u64::from(u16::try_from(tcp_len).unwrap_or(u16::MAX))
+        }
+        _ => u64::from(pseudo_header(src, dst, tcp_len).fold()),
+    };
+    // The header with its checksum field zeroed (a TCP header is whole 32-bit words).
+    let hdr = if tcp_header.len().is_multiple_of(4) {
+        sum_words4(tcp_header) + u64::from(!csum)
+    } else {
+        u64::from(Checksum::new().add_bytes(tcp_header).add_u16(!csum).fold())
+    };
+    // ~csum − (pseudo + header) in ones'-complement arithmetic.
+    Checksum::new().add_u16(!csum).add_u16(!fold(pseudo + hdr))
 }
 
 #[cfg(test)]
@@ -151,8 +256,8 @@ mod tests {
     fn payload_sum_recovery_matches_direct_sum() {
         let payload: Vec<u8> = (0..1001u32).map(|i| (i * 7 + 3) as u8).collect();
         let out = TcpOut {
-            src: "198.18.1.2:40000".parse().unwrap(),
-            dst: "192.0.2.1:5124".parse().unwrap(),
+            src: Sock::from("198.18.1.2:40000".parse::<core::net::SocketAddr>().unwrap()),
+            dst: Sock::from("192.0.2.1:5124".parse::<core::net::SocketAddr>().unwrap()),
             seq: SeqNum(1),
             ack: SeqNum(2),
             flags: Flags::ACK,
@@ -183,8 +288,16 @@ mod tests {
         assert!(r == direct || (r == 0xffff && direct == 0) || (r == 0 && direct == 0xffff));
         // And a v6 rewrite of the same payload using the recovered sum verifies.
         let out6 = TcpOut {
-            src: "[2001:db8:1::2]:40000".parse().unwrap(),
-            dst: "[2001:db8:ffff::1]:5124".parse().unwrap(),
+            src: Sock::from(
+                "[2001:db8:1::2]:40000"
+                    .parse::<core::net::SocketAddr>()
+                    .unwrap(),
+            ),
+            dst: Sock::from(
+                "[2001:db8:ffff::1]:5124"
+                    .parse::<core::net::SocketAddr>()
+                    .unwrap(),
+            ),
             ..out
         };
         let mut b6 = vec![0u8; 2000];

@@ -7,18 +7,18 @@
 //! [`Engine::poll_timeout`] / [`Engine::handle_timeout`] drive its timers. Time is an
 //! argument; nothing here reads a clock, allocates per packet, logs or locks.
 
-use core::net::{IpAddr, SocketAddr};
-use core::time::Duration;
+use core::net::IpAddr;
 use std::collections::VecDeque;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::conn::{Conn, State};
+use crate::conn::{Conn, Deadline, State};
 use crate::drop::{Counters, DropReason};
 use crate::packet::PacketBuf;
 use crate::pool::PoolShard;
 use crate::segment::Segment;
+use crate::table::HashKeys;
 use crate::time::Instant;
 use crate::timer::TimerWheel;
 
@@ -87,12 +87,14 @@ pub struct Engine<P> {
     pub(crate) conns: Vec<Option<Conn<P>>>,
     free: Vec<u32>,
     next_generation: u32,
-    /// (client, service) → connection.
-    pub(crate) by_client: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// (client, service) → connection (slab indices, hashed from the connection's
+    /// own fields: see `table.rs`).
+    by_client: HashTable<u32>,
     /// (server, pool) as seen on return traffic → connection.
-    pub(crate) by_server: HashMap<(SocketAddr, SocketAddr), u32>,
+    by_server: HashTable<u32>,
     /// Our MPTCP token → connection (MP_JOIN demultiplexing, RFC 8684 §3.2).
-    pub(crate) by_token: HashMap<u32, u32>,
+    by_token: HashTable<u32>,
+    keys: HashKeys,
     pub(crate) pending_per_client: HashMap<IpAddr, u32>,
     pub(crate) pool: PoolShard,
     wheel: TimerWheel,
@@ -121,17 +123,36 @@ impl<P: PacketBuf> Engine<P> {
             });
         }
         let pool = PoolShard::new(cfg.pool.clone(), shard, shards);
+        let rng = seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(shard).rotate_left(32);
+        // Table keys from the seed, apart from the ISN/key stream (which stays as it
+        // was: the same seed gives the same connections).
+        let mut k = rng ^ 0x5851_f42d_4c95_7f2d;
+        let mut next = || {
+            k = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = k;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let keys = HashKeys {
+            k0: next(),
+            k1: next() | (1 << 63),
+        };
+        // Pre-sized so that growth (a rehash of the whole table) does not land on the
+        // packet path until the initial capacity is exceeded.
+        let cap = cfg.initial_capacity.min(cfg.max_connections);
         Ok(Engine {
             cfg,
             shard,
             shards,
-            rng: seed ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(shard).rotate_left(32),
-            conns: Vec::new(),
+            rng,
+            conns: Vec::with_capacity(cap),
             free: Vec::new(),
             next_generation: 1,
-            by_client: HashMap::new(),
-            by_server: HashMap::new(),
-            by_token: HashMap::new(),
+            by_client: HashTable::with_capacity(cap),
+            by_server: HashTable::with_capacity(cap),
+            by_token: HashTable::with_capacity(cap),
+            keys,
             pending_per_client: HashMap::new(),
             pool,
             wheel: TimerWheel::new(4096, TICK_US, now),
@@ -195,8 +216,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     fn handle_access(&mut self, now: Instant, seg: &Segment, pkt: &mut P) -> Action {
-        let key = (seg.src_sock(), seg.dst_sock());
-        let id = self.by_client.get(&key).copied();
+        let id = self.find_client(seg.src, seg.sport, seg.dst, seg.dport);
         if seg.flags.syn() && !seg.flags.ack() {
             return self.client_syn(now, seg, pkt, id);
         }
@@ -208,7 +228,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     fn handle_core(&mut self, now: Instant, seg: &Segment, pkt: &mut P) -> Action {
-        let Some(&id) = self.by_server.get(&(seg.src_sock(), seg.dst_sock())) else {
+        let Some(id) = self.find_server(seg.src, seg.sport, seg.dst, seg.dport) else {
             return Action::Drop(DropReason::NoBindingCore);
         };
         self.touch(id, now);
@@ -221,6 +241,87 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     // ---------------------------------------------------------------- table
+
+    /// The connection of (client, service).
+    #[inline]
+    pub(crate) fn find_client(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        sip: IpAddr,
+        sport: u16,
+    ) -> Option<u32> {
+        let h = self.keys.pair(ip, port, sip, sport);
+        let conns = &self.conns;
+        self.by_client
+            .find(h, |&i| {
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| {
+                        c.client.port == port
+                            && c.service.port == sport
+                            && c.client.ip == ip
+                            && c.service.ip == sip
+                    })
+            })
+            .copied()
+    }
+
+    /// The connection of (server, pool), as return traffic carries them.
+    #[inline]
+    pub(crate) fn find_server(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        pip: IpAddr,
+        pport: u16,
+    ) -> Option<u32> {
+        let h = self.keys.pair(ip, port, pip, pport);
+        let conns = &self.conns;
+        self.by_server
+            .find(h, |&i| {
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| {
+                        c.pool.port == pport
+                            && c.server.port == port
+                            && c.server.ip == ip
+                            && c.pool.ip == pip
+                    })
+            })
+            .copied()
+    }
+
+    /// Whether an MPTCP token is bound in this shard.
+    pub(crate) fn token_in_use(&self, token: u32) -> bool {
+        let conns = &self.conns;
+        self.by_token
+            .find(self.keys.token(token), |&i| {
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.token == token)
+            })
+            .is_some()
+    }
+
+    /// Takes a connection out of the (server, pool) table (its return traffic is
+    /// no longer accepted). Returns whether it was there.
+    pub(crate) fn unbind_server(&mut self, id: u32) -> bool {
+        let Some(c) = self.conn(id) else { return false };
+        let h = self
+            .keys
+            .pair(c.server.ip, c.server.port, c.pool.ip, c.pool.port);
+        match self.by_server.find_entry(h, |&i| i == id) {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
 
     pub(crate) fn conn(&self, id: u32) -> Option<&Conn<P>> {
         self.conns.get(id as usize).and_then(Option::as_ref)
@@ -244,16 +345,61 @@ impl<P: PacketBuf> Engine<P> {
                 (self.conns.len() - 1) as u32
             }
         };
-        self.by_client.insert((c.client, c.service), id);
-        if c.state != State::ReplyClose {
-            self.by_server.insert((c.server, c.pool), id);
-        }
-        if c.mptcp {
-            self.by_token.insert(c.token, id);
-        }
         let generation = c.generation;
         let deadline = self.deadline_of(&c);
+        let (client, service, server, pool, token) =
+            (c.client, c.service, c.server, c.pool, c.token);
+        let (bind_server, bind_token) = (c.state != State::ReplyClose, c.mptcp);
         self.conns[id as usize] = Some(c);
+        // A key already bound is rebound to the new connection (map semantics).
+        let keys = self.keys;
+        let conns = &self.conns;
+        let of = |i: &u32| conns[*i as usize].as_ref().expect("bound slots are live");
+        let h = keys.pair(client.ip, client.port, service.ip, service.port);
+        match self.by_client.find_mut(h, |i| {
+            *i != id && {
+                let c = of(i);
+                c.client == client && c.service == service
+            }
+        }) {
+            Some(slot) => *slot = id,
+            None => {
+                self.by_client.insert_unique(h, id, |i| {
+                    let c = of(i);
+                    keys.pair(c.client.ip, c.client.port, c.service.ip, c.service.port)
+                });
+            }
+        }
+        if bind_server {
+            let h = keys.pair(server.ip, server.port, pool.ip, pool.port);
+            match self.by_server.find_mut(h, |i| {
+                *i != id && {
+                    let c = of(i);
+                    c.server == server && c.pool == pool
+                }
+            }) {
+                Some(slot) => *slot = id,
+                None => {
+                    self.by_server.insert_unique(h, id, |i| {
+                        let c = of(i);
+                        keys.pair(c.server.ip, c.server.port, c.pool.ip, c.pool.port)
+                    });
+                }
+            }
+        }
+        if bind_token {
+            let h = keys.token(token);
+            match self
+                .by_token
+                .find_mut(h, |i| *i != id && of(i).token == token)
+            {
+                Some(slot) => *slot = id,
+                None => {
+                    self.by_token
+                        .insert_unique(h, id, |i| keys.token(of(i).token));
+                }
+            }
+        }
         self.wheel.arm(id, generation, deadline.max(now));
         Some(id)
     }
@@ -261,16 +407,28 @@ impl<P: PacketBuf> Engine<P> {
     /// Removes a connection and releases what it holds (RFC 6888 REQ-8 hold-down
     /// starts now for its pool port).
     pub(crate) fn remove(&mut self, id: u32, now: Instant) {
+        if self.conn(id).is_none() {
+            return;
+        }
+        let server_bound = self.unbind_server(id);
         let Some(c) = self.conns.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
-        self.by_client.remove(&(c.client, c.service));
-        if self.by_server.get(&(c.server, c.pool)) == Some(&id) {
-            self.by_server.remove(&(c.server, c.pool));
+        let h = self
+            .keys
+            .pair(c.client.ip, c.client.port, c.service.ip, c.service.port);
+        if let Ok(e) = self.by_client.find_entry(h, |&i| i == id) {
+            e.remove();
+        }
+        if server_bound {
             self.pool.release(c.pool.ip(), c.pool.port(), now);
         }
-        if c.mptcp && self.by_token.get(&c.token) == Some(&id) {
-            self.by_token.remove(&c.token);
+        // Whatever `mptcp` says now (a failed handshake clears it), the token goes.
+        if let Ok(e) = self
+            .by_token
+            .find_entry(self.keys.token(c.token), |&i| i == id)
+        {
+            e.remove();
         }
         if matches!(c.state, State::SynSent | State::SynAckSent) {
             self.pending_done(c.client.ip());
@@ -297,13 +455,16 @@ impl<P: PacketBuf> Engine<P> {
     fn deadline_of(&self, c: &Conn<P>) -> Instant {
         let idle = match c.state {
             // RFC 8803 §4.2 + brief §6.8: bounded wait for the server.
-            State::SynSent => return c.created + self.cfg.syn_timeout,
+            State::SynSent => {
+                let created = c.hs.as_ref().map_or(c.last_activity, |h| h.created);
+                return created + self.cfg.syn_timeout;
+            }
             State::Established => self.cfg.established_idle,
             // RFC 5382 REQ-5 / RFC 7857 §2.1: transitory.
             _ => self.cfg.transitory_idle,
         };
         let t = c.last_activity + idle;
-        match c.rto_at {
+        match c.rto_at.get() {
             Some(r) if r < t => r,
             _ => t,
         }
@@ -318,12 +479,13 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Arms the retransmission timer for engine-originated bytes.
     pub(crate) fn arm_rto(&mut self, id: u32, now: Instant) {
+        let initial = self.cfg.initial_rto;
         let Some(c) = self.conn_mut(id) else { return };
         if c.rto_at.is_some() {
             return;
         }
-        let at = now + c.rto;
-        c.rto_at = Some(at);
+        let at = now + c.rto(initial);
+        c.rto_at = Deadline::at(at);
         let g = c.generation;
         self.wheel.arm(id, g, at);
     }
@@ -353,12 +515,12 @@ impl<P: PacketBuf> Engine<P> {
     fn on_timer(&mut self, id: u32, now: Instant) {
         let Some(c) = self.conn_mut(id) else { return };
         // Retransmission of our own bytes first.
-        if let Some(at) = c.rto_at
+        if let Some(at) = c.rto_at.get()
             && at <= now
         {
-            c.rto_at = None;
+            c.rto_at = Deadline::NONE;
             c.retries += 1;
-            c.rto = (c.rto * 2).min(Duration::from_secs(60));
+            c.rto_shift = c.rto_shift.saturating_add(1);
             let retries = c.retries;
             let pending = self.unacked_tx(id);
             if retries > 8 {
@@ -414,7 +576,7 @@ impl<P: PacketBuf> Engine<P> {
             c.state,
             State::SynAckSent | State::Established | State::TimeWait
         ) {
-            if c.app_len > 0 && c.held_syn.is_some() {
+            if c.app_len > 0 && c.has_held_syn() {
                 v.push(Tx::ServerAck);
             }
             if c.state != State::SynAckSent && c.mptcp && !c.reply_acked {
@@ -439,7 +601,7 @@ impl<P: PacketBuf> Engine<P> {
             // the entry until transmitted (TimeWait with no timers but the idle one).
             if let Some(c) = self.conn_mut(id) {
                 c.state = State::TimeWait;
-                c.rto_at = None;
+                c.rto_at = Deadline::NONE;
             }
             return;
         }

@@ -9,7 +9,7 @@
 //! (RFC 8803 §6.2.8: never an immediate RST). That SYN-ACK carries no MP_CAPABLE:
 //! the connection ends anyway, and a plain SYN-ACK may carry data (brief §2.10).
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::IpAddr;
 
 use hac_wire::convert::{ConnectRequest, ConvertError, ErrorCode, ErrorValue, MessageBuilder};
 use hac_wire::crypto::key_material;
@@ -17,7 +17,7 @@ use hac_wire::mptcp::{MpCapableForm, MptcpOption};
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::Flags;
 
-use crate::conn::{Conn, State};
+use crate::conn::{Conn, Deadline, Handshake, REPLY_INLINE, Sock, State};
 use crate::drop::DropReason;
 use crate::engine::{Action, Engine, Port, Tx};
 use crate::packet::PacketBuf;
@@ -36,6 +36,27 @@ const SUPPORTED_EXTENSIONS: [u8; 3] = [4, 8, 30];
 /// Bytes of MPTCP options the engine adds to a server segment toward the client: a
 /// DSS with 64-bit DATA_ACK and DSN, SSN, length (26, NOP-padded to 28).
 pub(crate) const DSS_ROOM: u16 = 28;
+
+/// A success reply built on the stack.
+pub(crate) struct ReplyBuf {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl ReplyBuf {
+    fn bare() -> Self {
+        let mut buf = [0u8; 128];
+        buf[..4].copy_from_slice(&[1, 1, 0x22, 0x63]);
+        ReplyBuf { buf, len: 4 }
+    }
+}
+
+impl core::ops::Deref for ReplyBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
 
 /// A Convert reply that ends the connection.
 enum Refusal {
@@ -194,7 +215,7 @@ impl<P: PacketBuf> Engine<P> {
         }
         // Paired pooling (RFC 6888 REQ-2), ports from this shard's blocks.
         let pool = match self.pool.allocate(seg.src, server.is_ipv6(), now) {
-            Ok((a, p)) => SocketAddr::new(a, p),
+            Ok((a, p)) => Sock::new(a, p),
             // RFC 8803 §6.2.8: 64 Resource Exceeded; existing bindings are never
             // evicted (RFC 6888 REQ-11).
             Err(PoolError::Exhausted) => {
@@ -216,18 +237,23 @@ impl<P: PacketBuf> Engine<P> {
                 );
             }
         };
-        conn.server = server;
+        conn.server = Sock::from(server);
         conn.pool = pool;
         conn.app_len = app_len as u32;
-        conn.app_off = seg.payload_off() + app_off;
-        if app_len > 0 {
-            conn.held_syn = Some(pkt.share());
+        {
+            let hs = conn.hs_mut(now);
+            hs.app_off = seg.payload_off() + app_off;
+            if app_len > 0 {
+                hs.held_syn = Some(pkt.share());
+            }
+            // Reply: a bare header, or Extended TCP Header for an Extended Connect
+            // (filled in when the server answers), plus Supported TCP Extensions if
+            // asked.
+            hs.reply_info = req.info;
+            hs.reply_extended = connect.is_extended();
         }
-        // Reply: a bare header, or Extended TCP Header for an Extended Connect
-        // (filled in when the server answers), plus Supported TCP Extensions if asked.
-        conn.reply_info = req.info;
-        conn.reply_extended = connect.is_extended();
-        conn.reply = self.ok_reply(req.info, false, &[]);
+        let reply = self.ok_reply(req.info, false, &[]);
+        conn.set_reply(&reply, now);
         let Some(id) = self.insert(conn, now) else {
             self.pool.release(pool.ip(), pool.port(), now);
             return Action::Drop(DropReason::TableFull);
@@ -254,8 +280,8 @@ impl<P: PacketBuf> Engine<P> {
             state: State::SynSent,
             mptcp,
             fallback: false,
-            client: seg.src_sock(),
-            service: seg.dst_sock(),
+            client: Sock::new(seg.src, seg.sport),
+            service: Sock::new(seg.dst, seg.dport),
             c_isn: seg.seq,
             syn_len: 0,
             e_isn,
@@ -288,8 +314,8 @@ impl<P: PacketBuf> Engine<P> {
             c_subflow_fin: None,
             e_fin_sent: false,
             e_fin_acked: false,
-            pool: SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
-            server: SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
+            pool: Sock::UNSPECIFIED,
+            server: Sock::UNSPECIFIED,
             p_isn,
             s_isn: SeqNum(0),
             s_ws: 0,
@@ -300,21 +326,18 @@ impl<P: PacketBuf> Engine<P> {
             s_ack: p_isn + 1,
             s_win: 65535,
             p_ack_sent: SeqNum(0),
+            p_snd_nxt: p_isn + 1,
             p_win_sent: 0,
             app_len: 0,
-            held_syn: None,
-            app_off: 0,
-            held_server: Vec::new(),
-            reply: Box::default(),
+            hs: Some(Box::new(Handshake::new(now))),
+            reply_len: 0,
+            reply_inline: [0; REPLY_INLINE],
             reply_acked: false,
-            reply_info: false,
-            reply_extended: false,
             c_fin: None,
             s_fin: None,
             last_activity: now,
-            created: now,
-            rto_at: None,
-            rto: self.cfg.initial_rto,
+            rto_at: Deadline::NONE,
+            rto_shift: 0,
             retries: 0,
             ts_offset,
         }
@@ -327,7 +350,7 @@ impl<P: PacketBuf> Engine<P> {
             let key = self.random();
             let km = key_material(key);
             if (km.token % u32::from(self.shards)) as u16 == self.shard
-                && !self.by_token.contains_key(&km.token)
+                && !self.token_in_use(km.token)
             {
                 return (key, km);
             }
@@ -359,11 +382,11 @@ impl<P: PacketBuf> Engine<P> {
     /// The success reply: bare header, plus Supported TCP Extensions when the
     /// client sent Info, plus Extended TCP Header (server's SYN-ACK options) for an
     /// Extended Connect (RFC 8803 §6.2.2, §6.2.6).
-    pub(crate) fn ok_reply(&self, info: bool, extended: bool, server_opts: &[u8]) -> Box<[u8]> {
+    pub(crate) fn ok_reply(&self, info: bool, extended: bool, server_opts: &[u8]) -> ReplyBuf {
         let mut buf = [0u8; 128];
         let n = {
             let Ok(mut b) = MessageBuilder::new(&mut buf) else {
-                return Box::from(&[1u8, 1, 0x22, 0x63][..]);
+                return ReplyBuf::bare();
             };
             if info {
                 let _ = b.supported_tcp_extensions(&SUPPORTED_EXTENSIONS);
@@ -374,9 +397,9 @@ impl<P: PacketBuf> Engine<P> {
             b.finish().unwrap_or(0)
         };
         if n == 0 {
-            return Box::from(&[1u8, 1, 0x22, 0x63][..]);
+            return ReplyBuf::bare();
         }
-        Box::from(&buf[..n])
+        ReplyBuf { buf, len: n }
     }
 
     /// Answers a Convert request with a reply that ends the connection.
@@ -428,7 +451,7 @@ impl<P: PacketBuf> Engine<P> {
         if !matches!(r, Refusal::InfoOnly) {
             self.counters.convert_errors += 1;
         }
-        conn.reply = Box::from(&buf[..n]);
+        conn.set_reply(&buf[..n], now);
         conn.state = State::ReplyClose;
         conn.mptcp = false;
         conn.csum = false;
@@ -515,13 +538,15 @@ impl<P: PacketBuf> Engine<P> {
             c.s_win = u32::from(seg.window) << c.s_ws.min(14);
             c.s_ack = seg.ack;
             c.state = State::SynAckSent;
-            (info, extended) = (c.reply_info, c.reply_extended);
+            (info, extended) =
+                c.hs.as_ref()
+                    .map_or((false, false), |h| (h.reply_info, h.reply_extended));
         }
         if extended {
             // RFC 8803 §6.2.6: the server's SYN-ACK options, for an Extended Connect.
             let reply = self.ok_reply(info, true, seg.options(pkt.data()));
             if let Some(c) = self.conn_mut(id) {
-                c.reply = reply;
+                c.set_reply(&reply, now);
             }
         }
         let client_ip = self.conn(id).map(|c| c.client.ip());
@@ -542,9 +567,7 @@ impl<P: PacketBuf> Engine<P> {
         code: ErrorCode,
         value: u8,
     ) -> Action {
-        let Some((server, pool, client, ts)) = self
-            .conn(id)
-            .map(|c| (c.server, c.pool, c.client, c.c_offered_ts))
+        let Some((pool, client, ts)) = self.conn(id).map(|c| (c.pool, c.client, c.c_offered_ts))
         else {
             return Action::Consumed;
         };
@@ -556,20 +579,20 @@ impl<P: PacketBuf> Engine<P> {
             let _ = b.error_raw(code.to_u8(), &[value]);
             b.finish().unwrap_or(4)
         };
-        self.by_server.remove(&(server, pool));
+        self.unbind_server(id);
         self.pool.release(pool.ip(), pool.port(), now);
         self.pending_done(client.ip());
         self.counters.convert_errors += 1;
         let mss = self.mss_for(client.ip());
         let c = self.conn_mut(id).expect("present");
-        c.reply = Box::from(&buf[..n]);
+        c.set_reply(&buf[..n], now);
         c.state = State::ReplyClose;
         c.mptcp = false;
         c.csum = false;
         c.ts = ts;
         c.s_mss = mss;
         c.e_ws = 0;
-        c.held_syn = None;
+        c.drop_held_syn();
         c.local_idsn = DataSeq(u64::from(c.e_isn.0));
         c.c_data_ack = c.local_idsn;
         self.queue(id, Tx::ClientSynAck);
@@ -657,7 +680,7 @@ impl<P: PacketBuf> Engine<P> {
         }
         let (mptcp, fallback, held) = {
             let c = self.conn(id).expect("present");
-            (c.mptcp, c.fallback, c.held_server.len())
+            (c.mptcp, c.fallback, c.held_server_len())
         };
         if mptcp && !fallback {
             // Field notes §2: the reply leaves now, with the client's DATA_ACK.

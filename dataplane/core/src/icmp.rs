@@ -6,7 +6,7 @@
 //! connection attempt). Errors about established connections are counted and
 //! dropped: the engine does not yet relay them (PMTU handling is future work).
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::IpAddr;
 
 use hac_wire::convert::ErrorCode;
 use hac_wire::{icmpv4, icmpv6, ipv4, ipv6};
@@ -29,7 +29,7 @@ const HARD_V6: [u8; 4] = [1, 4, 5, 6];
 /// The offending connection quoted in an ICMP error: (server, pool) as the return
 /// traffic would carry them, and whether the error is hard.
 struct Quoted {
-    key: (SocketAddr, SocketAddr),
+    key: ((IpAddr, u16), (IpAddr, u16)),
     hard: bool,
     code: u8,
 }
@@ -48,8 +48,8 @@ fn quoted_v4(pkt: &[u8]) -> Option<Quoted> {
     let code = icmp.msg_code();
     // Our packet went pool → server; the binding is keyed (server, pool).
     let key = (
-        SocketAddr::new(IpAddr::V4(q.dst_addr()), q.dst_port()),
-        SocketAddr::new(IpAddr::V4(q.src_addr()), q.src_port()),
+        (IpAddr::V4(q.dst_addr()), q.dst_port()),
+        (IpAddr::V4(q.src_addr()), q.src_port()),
     );
     Some(Quoted {
         key,
@@ -69,8 +69,8 @@ fn quoted_v6(pkt: &[u8]) -> Option<Quoted> {
     let unreachable = icmp.msg_type() == icmpv6::Message::DstUnreachable;
     let code = icmp.msg_code();
     let key = (
-        SocketAddr::new(IpAddr::V6(q.dst_addr()), q.dst_port()),
-        SocketAddr::new(IpAddr::V6(q.src_addr()), q.src_port()),
+        (IpAddr::V6(q.dst_addr()), q.dst_port()),
+        (IpAddr::V6(q.src_addr()), q.src_port()),
     );
     Some(Quoted {
         key,
@@ -91,7 +91,8 @@ impl<P: PacketBuf> Engine<P> {
         let Some(q) = q else {
             return Action::Drop(DropReason::NotTcp);
         };
-        let Some(&id) = self.by_server.get(&q.key) else {
+        let ((sip, sport), (pip, pport)) = q.key;
+        let Some(id) = self.find_server(sip, sport, pip, pport) else {
             return Action::Drop(DropReason::IcmpNoBinding);
         };
         if q.hard && self.conn(id).is_some_and(|c| c.state == State::SynSent) {

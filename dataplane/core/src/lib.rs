@@ -16,6 +16,7 @@ mod icmp;
 pub mod packet;
 pub mod pool;
 mod segment;
+mod table;
 pub mod time;
 pub mod timer;
 mod translate;

@@ -2,7 +2,7 @@
 //! addresses, the TCP header fields and a one-pass summary of the TCP options with
 //! the position of every MPTCP option (RFC 9293 §3.1, RFC 8684 §3).
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::IpAddr;
 
 use hac_wire::mptcp::MptcpOption;
 use hac_wire::seq::SeqNum;
@@ -10,6 +10,7 @@ use hac_wire::tcp::{self, Flags};
 use hac_wire::tcp_options::{self, OptionSummary};
 use hac_wire::{ipv4, ipv6};
 
+use crate::conn::Sock;
 use crate::drop::DropReason;
 
 /// A parsed TCP segment: offsets into the packet plus the header fields.
@@ -91,12 +92,12 @@ impl Segment {
         })
     }
 
-    pub fn src_sock(&self) -> SocketAddr {
-        SocketAddr::new(self.src, self.sport)
+    pub fn src_sock(&self) -> Sock {
+        Sock::new(self.src, self.sport)
     }
 
-    pub fn dst_sock(&self) -> SocketAddr {
-        SocketAddr::new(self.dst, self.dport)
+    pub fn dst_sock(&self) -> Sock {
+        Sock::new(self.dst, self.dport)
     }
 
     /// Offset of the payload.

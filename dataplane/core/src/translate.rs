@@ -9,21 +9,19 @@
 //!
 //! Headers are rebuilt (never the payload moved); timestamps are owned per leg.
 
+use crate::conn::{ClientMapping, Conn, Deadline, MAX_HELD_SERVER, State};
+use crate::drop::DropReason;
+use crate::emit::{TcpOut, pad_nop, payload_sum_from_checksum, write_ts};
+use crate::engine::{Action, Engine, Port, Tx};
+use crate::packet::PacketBuf;
+use crate::segment::Segment;
+use crate::time::Instant;
 use hac_wire::checksum::{self, Checksum};
 use hac_wire::mptcp::{
     DataSeqField, DssRepr, Mapping, MpCapableForm, MpFastcloseRepr, MptcpOption,
 };
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::Flags;
-use hac_wire::tcp_options::{OptionsBuilder, TcpOption};
-
-use crate::conn::{ClientMapping, Conn, MAX_HELD_SERVER, State};
-use crate::drop::DropReason;
-use crate::emit::{TcpOut, payload_sum_from_checksum};
-use crate::engine::{Action, Engine, Port, Tx};
-use crate::packet::PacketBuf;
-use crate::segment::Segment;
-use crate::time::Instant;
 
 /// Scales a window field from one leg's shift to another's, saturating.
 pub(crate) fn rescale(bytes: u32, shift: u8) -> u16 {
@@ -191,8 +189,8 @@ impl<P: PacketBuf> Engine<P> {
                 c.reply_acked = true;
                 // The application bytes of the SYN may still be unacknowledged
                 // by the server: their retransmission timer stays armed.
-                if c.held_syn.is_none() {
-                    c.rto_at = None;
+                if !c.has_held_syn() {
+                    c.rto_at = Deadline::NONE;
                     c.retries = 0;
                 }
             }
@@ -205,14 +203,15 @@ impl<P: PacketBuf> Engine<P> {
             && c.s_fin.is_some_and(|f| seg.ack.diff(c.e_seq(f) + 1) >= 0)
         {
             c.e_fin_acked = true;
-            if c.reply_acked && c.held_syn.is_none() {
-                c.rto_at = None;
+            if c.reply_acked && !c.has_held_syn() {
+                c.rto_at = Deadline::NONE;
             }
         }
         if let Some((tsval, _)) = seg.opts.timestamps {
             c.c_ts_recent = tsval;
         }
         c.c_win = u32::from(seg.window) << c.c_ws.min(14);
+        c.release_handshake();
         let closed = c.data_closed();
         if subflow_fin {
             self.queue(id, Tx::ClientAck);
@@ -234,23 +233,24 @@ impl<P: PacketBuf> Engine<P> {
             return Action::Consumed;
         }
         // ---- rewrite toward the server ----
-        let seq = c.p_seq(u);
+        // A segment without data or FIN is a pure ACK: it carries the server leg's
+        // SND.NXT. After our FIN that is one past it — a pure ACK at the FIN's sequence
+        // is outside the server's window and its ACK would be ignored (RFC 9293
+        // §3.10.7.4).
+        let seq = if payload_len == 0 && !fin_out {
+            c.p_snd_nxt.max(c.p_seq(0))
+        } else {
+            c.p_seq(u)
+        };
         let mut flags = Flags::ACK | (seg.flags & Flags::PSH);
         if fin_out {
             flags |= Flags::FIN;
         }
-        let mut opt_buf = [0u8; 40];
-        let opt_len = {
-            let mut b = OptionsBuilder::new(&mut opt_buf);
-            if c.ts {
-                let _ = b.push(&TcpOption::NoOperation);
-                let _ = b.push(&TcpOption::NoOperation);
-                let _ = b.push(&TcpOption::Timestamps {
-                    tsval: c.tsval(now),
-                    tsecr: c.s_ts_recent,
-                });
-            }
-            b.finish().unwrap_or(0)
+        let mut opt_buf = [0u8; 12];
+        let opt_len = if c.ts {
+            write_ts(&mut opt_buf, c.tsval(now), c.s_ts_recent)
+        } else {
+            0
         };
         let out = TcpOut {
             src: c.pool,
@@ -264,6 +264,10 @@ impl<P: PacketBuf> Engine<P> {
         let c = self.conn_mut(id).expect("present");
         c.p_ack_sent = ack;
         c.p_win_sent = window;
+        let end = seq + payload_len + u32::from(fin_out);
+        if end.diff(c.p_snd_nxt) > 0 {
+            c.p_snd_nxt = end;
+        }
         let psum = self.payload_sum(seg, pkt);
         if !self.write_in_place(pkt, seg, &out, payload_len as usize, psum) {
             return Action::Drop(DropReason::NoRoom);
@@ -299,11 +303,12 @@ impl<P: PacketBuf> Engine<P> {
             let c = self.conn_mut(id).expect("present");
             if seg.flags.ack() && seg.ack.diff(c.s_ack) > 0 && seg.ack.diff(c.p_isn) > 0 {
                 c.s_ack = seg.ack;
-                if c.held_syn.is_some() && seg.ack.diff(c.p_isn + 1 + c.app_len) >= 0 {
-                    c.held_syn = None;
+                if c.has_held_syn() && seg.ack.diff(c.p_isn + 1 + c.app_len) >= 0 {
+                    c.drop_held_syn();
                     if c.reply_acked || !c.mptcp {
-                        c.rto_at = None;
+                        c.rto_at = Deadline::NONE;
                     }
+                    c.release_handshake();
                 }
             }
             if let Some((tsval, _)) = seg.opts.timestamps {
@@ -318,11 +323,15 @@ impl<P: PacketBuf> Engine<P> {
             if payload_len == 0 && !seg.flags.fin() {
                 return Action::Consumed;
             }
-            if c.held_server.len() >= MAX_HELD_SERVER {
+            if c.held_server_len() >= MAX_HELD_SERVER {
                 return Action::Drop(DropReason::HandshakeIncomplete);
             }
             let held = pkt.share();
-            self.conn_mut(id).expect("present").held_server.push(held);
+            self.conn_mut(id)
+                .expect("present")
+                .hs_mut(now)
+                .held_server
+                .push(held);
             return Action::Consumed;
         }
         let v = c.s_index(seg.seq);
@@ -353,14 +362,9 @@ impl<P: PacketBuf> Engine<P> {
         let psum = self.payload_sum(seg, pkt);
         let mut opt_buf = [0u8; 40];
         let opt_len = {
-            let mut b = OptionsBuilder::new(&mut opt_buf);
+            let mut n = 0;
             if c.ts {
-                let _ = b.push(&TcpOption::NoOperation);
-                let _ = b.push(&TcpOption::NoOperation);
-                let _ = b.push(&TcpOption::Timestamps {
-                    tsval: c.tsval(now),
-                    tsecr: c.c_ts_recent,
-                });
+                n = write_ts(&mut opt_buf, c.tsval(now), c.c_ts_recent);
             }
             if mptcp {
                 let mapping = (payload_len > 0 || fin).then(|| {
@@ -386,12 +390,12 @@ impl<P: PacketBuf> Engine<P> {
                     mapping,
                     data_fin: fin,
                 };
-                let mut o = [0u8; 28];
-                if let Ok(n) = dss.emit(&mut o) {
-                    let _ = b.push_raw(&o[..n]);
+                // At most 28 bytes: fits behind the 12 of the timestamps.
+                if let Ok(k) = dss.emit(&mut opt_buf[n..]) {
+                    n += k;
                 }
             }
-            b.finish().unwrap_or(0)
+            pad_nop(&mut opt_buf, n)
         };
         let out = TcpOut {
             src: c.service,
@@ -443,7 +447,7 @@ impl<P: PacketBuf> Engine<P> {
         let out = TcpOut {
             src: c.pool,
             dst: c.server,
-            seq: c.p_seq(c.c_dsn_nxt.diff(c.client_idsn + 1).max(0) as u64),
+            seq: c.p_snd_nxt.max(c.p_seq(0)),
             ack: SeqNum(0),
             flags: Flags::RST,
             window: 0,
@@ -496,7 +500,7 @@ impl<P: PacketBuf> Engine<P> {
         let end = c.e_isn + 1 + c.reply_len();
         if seg.flags.ack() && seg.ack.diff(end) >= 0 && !c.reply_acked {
             c.reply_acked = true;
-            c.rto_at = None;
+            c.rto_at = Deadline::NONE;
             c.e_fin_sent = true;
             self.queue(id, Tx::ClientFin);
             self.arm_rto(id, now);
@@ -510,7 +514,7 @@ impl<P: PacketBuf> Engine<P> {
                 self.queue(id, Tx::ClientAck);
             }
             if let Some(c) = self.conn_mut(id) {
-                c.rto_at = None;
+                c.rto_at = Deadline::NONE;
             }
         }
         Action::Consumed

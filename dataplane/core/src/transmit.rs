@@ -108,12 +108,16 @@ impl<P: PacketBuf> Engine<P> {
                 }
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
-                let app: &[u8] = match &c.held_syn {
-                    Some(p) => p
+                let app: &[u8] = match c.hs.as_deref() {
+                    Some(crate::conn::Handshake {
+                        held_syn: Some(p),
+                        app_off,
+                        ..
+                    }) => p
                         .data()
-                        .get(c.app_off..c.app_off + c.app_len as usize)
+                        .get(*app_off..*app_off + c.app_len as usize)
                         .unwrap_or(&[]),
-                    None => &[],
+                    _ => &[],
                 };
                 let f = if app.is_empty() {
                     Flags::ACK
@@ -170,7 +174,7 @@ impl<P: PacketBuf> Engine<P> {
                     &[]
                 } else {
                     // Plain-TCP client (or an ending reply): the reply rides in the SYN-ACK.
-                    &c.reply
+                    c.reply()
                 };
                 port = Port::Access;
                 (out_src, out_dst) = (c.service, c.client);
@@ -196,7 +200,7 @@ impl<P: PacketBuf> Engine<P> {
                         (c.local_idsn + 1).0,
                         1,
                         r as u16,
-                        Checksum::new().add_bytes(&c.reply),
+                        Checksum::new().add_bytes(c.reply()),
                     )
                 });
                 dss_ack(
@@ -216,7 +220,7 @@ impl<P: PacketBuf> Engine<P> {
                     c.subflow_ack_to_client(),
                     Flags::ACK | Flags::PSH,
                     rescale(c.s_win, c.e_ws),
-                    &c.reply,
+                    c.reply(),
                 );
             }
             Tx::ClientAck | Tx::ClientFin => {
@@ -248,8 +252,8 @@ impl<P: PacketBuf> Engine<P> {
             Tx::ServerRst => {
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
-                let u = c.c_dsn_nxt.diff(c.client_idsn + 1).max(0) as u64;
-                (seq, ack, flags, window, payload) = (c.p_seq(u), SeqNum(0), Flags::RST, 0, &[]);
+                (seq, ack, flags, window, payload) =
+                    (c.p_snd_nxt.max(c.p_seq(0)), SeqNum(0), Flags::RST, 0, &[]);
             }
             Tx::ClientRst => {
                 if mptcp {
@@ -307,8 +311,8 @@ impl<P: PacketBuf> Engine<P> {
     fn finish_build(
         &self,
         port: Port,
-        src: core::net::SocketAddr,
-        dst: core::net::SocketAddr,
+        src: crate::conn::Sock,
+        dst: crate::conn::Sock,
         seq: SeqNum,
         ack: SeqNum,
         flags: Flags,
@@ -338,12 +342,17 @@ impl<P: PacketBuf> Engine<P> {
     /// A held server segment, translated now and copied out.
     fn build_held(&mut self, now: Instant, id: u32, buf: &mut [u8]) -> Option<Transmit> {
         let c = self.conn_mut(id)?;
-        if c.held_server.is_empty() {
+        let h = c.hs.as_mut()?;
+        if h.held_server.is_empty() {
             return None;
         }
-        let mut p = c.held_server.remove(0);
+        let mut p = h.held_server.remove(0);
         let seg = Segment::parse(p.data()).ok()?;
-        match self.downstream(now, id, &seg, &mut p) {
+        let action = self.downstream(now, id, &seg, &mut p);
+        if let Some(c) = self.conn_mut(id) {
+            c.release_handshake();
+        }
+        match action {
             crate::engine::Action::Forward(port) => {
                 let d = p.data();
                 buf.get_mut(..d.len())?.copy_from_slice(d);

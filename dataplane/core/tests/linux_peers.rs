@@ -329,3 +329,87 @@ fn check_run(lab: &Lab, spec: &ClientSpec, up: u64, down: u64, fallback: Option<
         assert_eq!(res.fallback, fallback, "{res:?}");
     }
 }
+
+/// Drops the first `n` packets the engine sends toward the server.
+struct DropFirstCore {
+    inner: EngineTranslator,
+    n: usize,
+}
+
+impl Translator for DropFirstCore {
+    fn on_packet(&mut self, now_us: u64, s: Side, pkt: Vec<u8>, out: &mut Vec<(Side, Vec<u8>)>) {
+        let start = out.len();
+        self.inner.on_packet(now_us, s, pkt, out);
+        self.filter(start, out);
+    }
+
+    fn on_tick(&mut self, now_us: u64, out: &mut Vec<(Side, Vec<u8>)>) {
+        let start = out.len();
+        self.inner.on_tick(now_us, out);
+        self.filter(start, out);
+    }
+}
+
+impl DropFirstCore {
+    fn filter(&mut self, start: usize, out: &mut Vec<(Side, Vec<u8>)>) {
+        let mut i = start;
+        while i < out.len() {
+            if self.n > 0 && out[i].0 == Side::Core {
+                self.n -= 1;
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn lost_downstream_syn_still_delivers() {
+    // The downstream SYN is lost: the client's SYN times out (1 s) and Linux resends
+    // it without the data; the engine then resends the downstream SYN (RFC 8803 §9.3)
+    // and the connection comes up. Observed on Linux 6.18: after a retransmitted TFO
+    // SYN whose data our SYN-ACK acknowledges, the client's third ACK carries a
+    // DATA_ACK-only DSS instead of MP_CAPABLE with its key, so the engine cannot learn
+    // the client's IDSN and falls back to TCP (RFC 8684 §3.1) — the bytes must still
+    // arrive exactly (docs/translation.md, "Known client behaviours").
+    if skip_unless_root("e2e-syn-lost") {
+        return;
+    }
+    let lab = Lab::new("e2e-syn-lost").expect("lab");
+    let spec = ClientSpec::convert(SocketAddr::new(SERVER_V4.into(), SERVER_PORT))
+        .up(MB)
+        .down(MB);
+    let t = DropFirstCore {
+        inner: EngineTranslator::new(),
+        n: 1,
+    };
+    let ((res, srv), _) = lab.run_with(t, |lab| {
+        let res = lab.run_client(&spec).expect("client");
+        let srv = lab.wait_server_record(&res.id, Duration::from_secs(20));
+        (res, srv)
+    });
+    assert_eq!(res.convert, ConvertOutcome::Ok, "{res:?}");
+    let srv = srv.expect("server record");
+    res.check_transfer(&srv, MB, MB)
+        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+    assert!(
+        res.fallback.is_some(),
+        "MPTCP_INFO must be readable or report the fallback: {res:?}"
+    );
+}
+
+#[test]
+fn download_only_with_request_in_syn() {
+    // The most common shape of a real transfer: the request rides in the SYN after the
+    // Convert TLVs, then only the server sends.
+    if skip_unless_root("e2e-down-only") {
+        return;
+    }
+    let lab = Lab::new("e2e-down-only").expect("lab");
+    let spec = ClientSpec::convert(SocketAddr::new(SERVER_V4.into(), SERVER_PORT))
+        .request_in_syn(true)
+        .down(20 * MB)
+        .timeout(Duration::from_secs(20));
+    check_run(&lab, &spec, 0, 20 * MB, Some(false));
+}

@@ -678,8 +678,15 @@ fn owner_of_routes_every_server_packet_and_join_to_the_owning_shard() {
     let join = mp_join_syn(token);
     assert_eq!(hac_core::owner_of(&cfg, 4, Port::Access, &join), Some(3));
     // Ordinary client packets stay where RSS put them.
-    let client = s.inputs.iter().find(|t| t.port == Port::Access && !t.pkt().is_syn()).unwrap();
-    assert_eq!(hac_core::owner_of(&cfg, 4, Port::Access, &client.bytes), None);
+    let client = s
+        .inputs
+        .iter()
+        .find(|t| t.port == Port::Access && !t.pkt().is_syn())
+        .unwrap();
+    assert_eq!(
+        hac_core::owner_of(&cfg, 4, Port::Access, &client.bytes),
+        None
+    );
 }
 
 /// A minimal IPv4 MP_JOIN SYN (RFC 8684 §3.2) for `token`.
@@ -688,9 +695,14 @@ fn mp_join_syn(token: u32) -> Vec<u8> {
     use hac_wire::seq::SeqNum;
     use hac_wire::tcp::{Flags, TcpRepr};
     let mut opt = [0u8; 12];
-    let n = MptcpOption::MpJoin(MpJoinRepr::Syn { backup: false, addr_id: 1, token, nonce: 42 })
-        .emit(&mut opt)
-        .unwrap();
+    let n = MptcpOption::MpJoin(MpJoinRepr::Syn {
+        backup: false,
+        addr_id: 1,
+        token,
+        nonce: 42,
+    })
+    .emit(&mut opt)
+    .unwrap();
     let mut pkt = vec![0u8; 20 + 20 + n];
     hac_wire::ipv4::Ipv4Repr {
         src_addr: "198.18.2.2".parse().unwrap(),

@@ -82,7 +82,19 @@ pub struct Worker<N: Nic> {
     rx: Vec<N::Buf>,
     tx: Vec<Vec<N::Buf>>,
     scratch: Vec<u8>,
+    /// Packets waiting for their next hop to be resolved: (port, next hop, Ethernet
+    /// header needed for IPv6, packet, since). Bounded by [`MAX_PENDING`].
+    pending: Vec<(usize, IpAddr, bool, N::Buf, Instant)>,
+    /// When the static routes' next hops were last solicited.
+    last_gateway_probe: Option<Instant>,
 }
+
+/// Packets held while their next hop is being resolved (all next hops together).
+const MAX_PENDING: usize = 64;
+/// How long a packet waits for its neighbour.
+const PENDING_US: u64 = 1_000_000;
+/// How often worker 0 re-solicits the static routes' next hops that are unknown.
+const GATEWAY_PROBE_US: u64 = 2_000_000;
 
 impl<N: Nic> std::fmt::Debug for Worker<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +128,8 @@ impl<N: Nic> Worker<N> {
             rx: Vec::with_capacity(BURST),
             tx: (0..ports).map(|_| Vec::with_capacity(BURST * 2)).collect(),
             scratch: vec![0; 2048],
+            pending: Vec::new(),
+            last_gateway_probe: None,
             cfg,
         }
     }
@@ -176,6 +190,17 @@ impl<N: Nic> Worker<N> {
         }
         while let Some((port, buf)) = self.inbox.pop() {
             self.ip_input(now, port, buf);
+        }
+        if !self.pending.is_empty() {
+            self.flush_pending(now);
+        }
+        if self.id == 0
+            && self
+                .last_gateway_probe
+                .is_none_or(|t| now.0.saturating_sub(t.0) > GATEWAY_PROBE_US)
+        {
+            self.last_gateway_probe = Some(now);
+            self.probe_gateways(now);
         }
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);
@@ -249,17 +274,66 @@ impl<N: Nic> Worker<N> {
         });
         let Some(nmac) = neighbour else {
             self.stats.unresolved.fetch_add(1, Ordering::Relaxed);
-            if let Some(mut s) = self.nic.alloc()
-                && s.set_len(128)
-                && let Some(n) = Host::solicit(&self.cfg, port, mac, nh, s.data_mut())
-                && s.set_len(n)
-            {
-                self.tx[port].push(s);
+            let asked = self.pending.iter().any(|p| p.0 == port && p.1 == nh);
+            if self.pending.len() < MAX_PENDING {
+                // Held, not dropped: a lost first SYN costs the client a 1 s timeout.
+                self.pending.push((port, nh, v6, buf, now));
+            }
+            if !asked {
+                self.solicit(port, nh);
             }
             return;
         };
         if buf.prepend(ETH_LEN) && write_eth(buf.data_mut(), mac, nmac, v6) {
             self.tx[port].push(buf);
+        }
+    }
+
+    fn solicit(&mut self, port: usize, nh: IpAddr) {
+        let mac = self.nic.mac(port);
+        if let Some(mut s) = self.nic.alloc()
+            && s.set_len(128)
+            && let Some(n) = Host::solicit(&self.cfg, port, mac, nh, s.data_mut())
+            && s.set_len(n)
+        {
+            self.tx[port].push(s);
+        }
+    }
+
+    /// Sends held packets whose neighbour is now known; drops the stale ones.
+    fn flush_pending(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let (port, nh, v6) = (self.pending[i].0, self.pending[i].1, self.pending[i].2);
+            let known = self
+                .host
+                .neighbour(port, nh, now)
+                .or_else(|| self.shared.map.read().get(&(port, nh)).copied());
+            if let Some(nmac) = known {
+                let (_, _, _, mut buf, _) = self.pending.swap_remove(i);
+                let mac = self.nic.mac(port);
+                if buf.prepend(ETH_LEN) && write_eth(buf.data_mut(), mac, nmac, v6) {
+                    self.tx[port].push(buf);
+                }
+            } else if now.0.saturating_sub(self.pending[i].4.0) > PENDING_US {
+                self.pending.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Solicits the static routes' next hops not yet known, so the first packet of a
+    /// connection does not wait for address resolution.
+    fn probe_gateways(&mut self, now: Instant) {
+        let hops: Vec<IpAddr> = self.cfg.routes.iter().map(|r| r.via).collect();
+        for nh in hops {
+            if let Some((port, _)) = next_hop(&self.cfg, nh, None)
+                && self.host.neighbour(port, nh, now).is_none()
+                && !self.shared.map.read().contains_key(&(port, nh))
+            {
+                self.solicit(port, nh);
+            }
         }
     }
 

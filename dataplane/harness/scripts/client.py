@@ -130,6 +130,7 @@ def main():
                 syn += cmd
                 cmd_sent = True
             res["convert"] = {"failed": "no reply yet"}
+            t_syn = time.monotonic()
             n = s.sendto(syn, MSG_FASTOPEN, (a.target, a.port))
             res["syn_data_queued"] = n
             if n < len(syn):
@@ -140,6 +141,8 @@ def main():
                 if hdr[0] != 1 or hdr[2:4] != b"\x22\x63" or hdr[1] == 0:
                     raise ValueError("bad Convert header %s" % hdr.hex())
                 body = recv_exact(s, hdr[1] * 4 - 4)
+                # Seconds from the SYN to the complete Convert reply.
+                res["reply_after"] = round(time.monotonic() - t_syn, 6)
                 res["tlvs"] = parse_tlvs(body)
                 errs = [t for t in res["tlvs"] if t[0] == 0x1E]
                 if errs:
@@ -188,6 +191,9 @@ def main():
                 if not d:
                     res["eof"] = True
                     break
+                if recv == 0 and a.convert_hex is not None:
+                    # Seconds from the SYN to the first byte of the server's response.
+                    res["first_byte_after"] = round(time.monotonic() - t_syn, 6)
                 recv += len(d)
                 rx.update(d)
                 res["bytes_recv"] = recv

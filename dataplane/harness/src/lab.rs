@@ -1,17 +1,18 @@
 //! Network namespaces, TUN devices and the test server.
 
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientHandle, ClientResult, ClientSpec, ServerRecord};
 use crate::pcap::PcapWriter;
 use crate::pump::{self, Pcaps, PumpStats, Translator};
+use crate::server::TestServer;
 use crate::util::{run_checked, run_output};
 use crate::{
     CLIENT_V4, CLIENT_V6, CONVERTER_V4, CONVERTER_V6, POOL_V4, POOL_V4_PREFIX, POOL_V6,
@@ -24,8 +25,6 @@ const PREFIX: &str = "hact";
 pub(crate) const TUN_IN_NS: &str = "hact0";
 /// Bound for each `ip`/`sh` helper command.
 const CMD_TIMEOUT: Duration = Duration::from_secs(15);
-/// Bound for the server script to start listening.
-const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -64,16 +63,6 @@ pub fn skip_unless_root(test: &str) -> bool {
     }
 }
 
-#[derive(Debug, Default)]
-struct ServerState {
-    ready: bool,
-    exited: bool,
-    records: Vec<ServerRecord>,
-    log: Vec<String>,
-}
-
-type Shared = Arc<(Mutex<ServerState>, Condvar)>;
-
 /// A client namespace and a server namespace joined by two TUN devices held by
 /// this process, plus the test server. See the crate docs for the topology.
 ///
@@ -87,9 +76,7 @@ pub struct Lab {
     created_ns: Vec<String>,
     access: Option<Tun>,
     core: Option<Tun>,
-    server: Option<Child>,
-    server_stdin: Option<ChildStdin>,
-    server_state: Shared,
+    server: Option<TestServer>,
     epoch: Instant,
     python: String,
     scripts: PathBuf,
@@ -184,8 +171,6 @@ impl Lab {
             access: None,
             core: None,
             server: None,
-            server_stdin: None,
-            server_state: Arc::default(),
             epoch: Instant::now(),
             python: std::env::var("HAC_HARNESS_PYTHON").unwrap_or_else(|_| "python3".into()),
             scripts: Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"),
@@ -337,69 +322,15 @@ impl Lab {
 
     fn start_server(&mut self) -> io::Result<()> {
         let script = self.scripts.join("server.py");
-        let v4 = SERVER_V4.to_string();
-        let v6 = SERVER_V6.to_string();
-        let port = SERVER_PORT.to_string();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.server_ns, &self.python, "-u"])
-            .arg(&script)
-            .args(["--bind", &v4, "--bind", &v6, "--port", &port])
-            .args(["--io-timeout", "30", "--lifetime", "3600"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        self.server_stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        self.server = Some(child);
-        let st = Arc::clone(&self.server_state);
-        if let Some(out) = stdout {
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    let (m, cv) = &*st;
-                    let mut g = lock(m);
-                    if let Some(r) = ServerRecord::parse(&line) {
-                        g.records.push(r);
-                    } else if line.contains("\"ready\"") {
-                        g.ready = true;
-                    } else {
-                        g.log.push(line);
-                    }
-                    cv.notify_all();
-                }
-                let (m, cv) = &*st;
-                lock(m).exited = true;
-                cv.notify_all();
-            });
-        }
-        let st = Arc::clone(&self.server_state);
-        if let Some(err) = stderr {
-            thread::spawn(move || {
-                for line in BufReader::new(err).lines() {
-                    let Ok(line) = line else { break };
-                    lock(&st.0).log.push(format!("stderr: {line}"));
-                }
-            });
-        }
-        let (m, cv) = &*self.server_state;
-        let g = lock(m);
-        let (g, _) = cv
-            .wait_timeout_while(g, SERVER_READY_TIMEOUT, |s| !s.ready && !s.exited)
-            .unwrap_or_else(PoisonError::into_inner);
-        if g.ready {
-            Ok(())
-        } else {
-            let log = g.log.join("\n");
-            drop(g);
-            // Give stderr a moment to arrive for the message.
-            thread::sleep(Duration::from_millis(100));
-            Err(io::Error::other(format!(
-                "test server did not start: {log} {}",
-                lock(m).log.join("\n")
-            )))
-        }
+        let binds = [SERVER_V4.to_string(), SERVER_V6.to_string()];
+        self.server = Some(TestServer::start(
+            &self.server_ns,
+            &self.python,
+            &script,
+            &binds,
+            SERVER_PORT,
+        )?);
+        Ok(())
     }
 
     /// Unique id of this lab (`hact-<tag>-<pid>-<n>`).
@@ -517,31 +448,26 @@ impl Lab {
     /// All connection records the server printed so far.
     #[must_use]
     pub fn server_records(&self) -> Vec<ServerRecord> {
-        lock(&self.server_state.0).records.clone()
+        self.server
+            .as_ref()
+            .map(TestServer::records)
+            .unwrap_or_default()
     }
 
     /// Waits up to `timeout` for the server's record of the connection whose
     /// command line carried `id` (see [`ClientResult::id`]).
     #[must_use]
     pub fn wait_server_record(&self, id: &str, timeout: Duration) -> Option<ServerRecord> {
-        let (m, cv) = &*self.server_state;
-        let find = |s: &ServerState| {
-            s.records
-                .iter()
-                .find(|r| r.id.as_deref() == Some(id))
-                .cloned()
-        };
-        let g = lock(m);
-        let (g, _) = cv
-            .wait_timeout_while(g, timeout, |s| find(s).is_none() && !s.exited)
-            .unwrap_or_else(PoisonError::into_inner);
-        find(&g)
+        self.server.as_ref()?.wait_record(id, timeout)
     }
 
     /// Lines the server printed that are not connection records (stderr too).
     #[must_use]
     pub fn server_log(&self) -> Vec<String> {
-        lock(&self.server_state.0).log.clone()
+        self.server
+            .as_ref()
+            .map(TestServer::log)
+            .unwrap_or_default()
     }
 
     /// Counters of the last finished [`Lab::run_with`].
@@ -595,17 +521,13 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        drop(self.server_stdin.take());
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
         if thread::panicking() {
             let log = self.server_log();
             if !log.is_empty() {
                 eprintln!("hac-harness {}: server log:\n{}", self.id, log.join("\n"));
             }
         }
+        drop(self.server.take());
         // Closing the descriptors deletes the (non-persistent) TUN devices.
         drop(self.access.take());
         drop(self.core.take());

@@ -30,12 +30,14 @@ mod convert;
 mod lab;
 mod pcap;
 mod pump;
+mod server;
 mod util;
 
 pub use client::{ClientHandle, ClientResult, ClientSpec, ConvertOutcome, ServerRecord};
 pub use convert::convert_connect_request;
 pub use lab::{Lab, Ns, skip_unless_root};
 pub use pump::{BATCH, PumpStats, QUEUE, Side, TICK, Translator};
+pub use server::{Peers, TestServer};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

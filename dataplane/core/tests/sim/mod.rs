@@ -2024,7 +2024,14 @@ impl Setup {
         let s = self.seed;
         Sim {
             now: 0,
-            engine: Engine::new(self.engine, self.shard.0, self.shard.1, s ^ 0xe6e, Instant(0)).expect("config"),
+            engine: Engine::new(
+                self.engine,
+                self.shard.0,
+                self.shard.1,
+                s ^ 0xe6e,
+                Instant(0),
+            )
+            .expect("config"),
             client: Client::new(ClientCfg {
                 seed: self.client.seed ^ s,
                 ..self.client

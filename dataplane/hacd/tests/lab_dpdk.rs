@@ -1,0 +1,169 @@
+//! End to end through real DPDK: `deploy/lab.sh up` builds the hybrid-access lab in
+//! network namespaces with this `hacd` on `net_af_packet` vdevs, and a real Linux
+//! MPTCP client (TFO without cookie, Convert request in the SYN) reaches a plain
+//! Linux TCP server through it. Needs root (CI runs as root); skipped otherwise.
+//!
+//! The lab's namespaces have fixed names (a contract other tools rely on), so the
+//! whole scenario list runs in this one test, under a lock file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hac_harness::{ClientResult, ClientSpec, ConvertOutcome, Peers, skip_unless_root};
+
+const MB: u64 = 1 << 20;
+const SERVER_V4: &str = "198.51.100.2";
+const SERVER_V6: &str = "2001:db8:100::2";
+const SERVER_PORT: u16 = 8080;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lab(args: &[&str]) -> std::process::Output {
+    Command::new("bash")
+        .arg(repo().join("deploy/lab.sh"))
+        .args(args)
+        .current_dir(repo())
+        .env("HACD", env!("CARGO_BIN_EXE_hacd"))
+        .output()
+        .expect("run deploy/lab.sh")
+}
+
+/// Tears the lab down even when an assertion fails.
+struct LabGuard;
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let out = lab(&["down"]);
+        if !out.status.success() {
+            eprintln!("lab.sh down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn json_f64(res: &ClientResult, key: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(&res.raw).ok()?;
+    v.get(key)?.as_f64()
+}
+
+fn transfer(peers: &Peers, spec: &ClientSpec, up: u64, down: u64) -> ClientResult {
+    let res = peers.run_client(spec).expect("client");
+    assert_eq!(res.convert, ConvertOutcome::Ok, "{res:?}");
+    let srv = peers
+        .server()
+        .wait_record(&res.id, Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "no server record: {res:?}\nserver log: {:?}",
+                peers.server().log()
+            )
+        });
+    res.check_transfer(&srv, up, down)
+        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+    assert_eq!(
+        res.fallback,
+        Some(false),
+        "the client fell back to TCP: {res:?}"
+    );
+    res
+}
+
+fn convert_error(peers: &Peers, dest: SocketAddr) -> u8 {
+    let spec = ClientSpec::convert(dest)
+        .transfer(false)
+        .timeout(Duration::from_secs(15));
+    let res = peers.run_client(&spec).expect("client");
+    match res.convert {
+        ConvertOutcome::Error(c) => c,
+        ref other => panic!("expected a Convert error for {dest}, got {other:?}: {res:?}"),
+    }
+}
+
+#[test]
+fn dpdk_lab_end_to_end() {
+    if skip_unless_root("dpdk_lab_end_to_end") {
+        return;
+    }
+    let _ = lab(&["down"]);
+    let out = lab(&["up"]);
+    assert!(
+        out.status.success(),
+        "lab.sh up failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _guard = LabGuard;
+    let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
+    let peers =
+        Peers::new("dpdk", "hac-client", "hac-server", &binds, SERVER_PORT).expect("test server");
+    let v4 = SocketAddr::new(binds[0], SERVER_PORT);
+    let v6 = SocketAddr::new(binds[1], SERVER_PORT);
+    let size = std::env::var("HAC_LAB_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50)
+        * MB;
+
+    // IPv4, IPv6 and IPv6 client → IPv4 server (Connect carries ::ffff:a.b.c.d).
+    let spec = ClientSpec::convert(v4)
+        .up(size)
+        .down(size)
+        .timeout(Duration::from_secs(120));
+    transfer(&peers, &spec, size, size);
+    let spec = ClientSpec::convert(v6)
+        .up(size)
+        .down(size)
+        .timeout(Duration::from_secs(120));
+    transfer(&peers, &spec, size, size);
+    let mut spec = ClientSpec::convert(v4)
+        .up(size)
+        .down(size)
+        .timeout(Duration::from_secs(120));
+    spec.target = SocketAddr::new("2001:db8:ffff::1".parse().unwrap(), 5124);
+    transfer(&peers, &spec, size, size);
+
+    // Convert errors from real situations.
+    assert_eq!(
+        convert_error(&peers, SocketAddr::new(binds[0], 9)),
+        96,
+        "closed port"
+    );
+    assert_eq!(
+        convert_error(&peers, "192.0.2.1:80".parse().unwrap()),
+        32,
+        "own address"
+    );
+
+    // 0-RTT: with 20 ms one-way delay on DSL, a request in the SYN gets its first
+    // response byte within 2 round trips of the SYN (as a direct connection); a client
+    // waiting for the Convert reply within 3.
+    let out = lab(&["shape", "dsl", "100", "20"]);
+    assert!(
+        out.status.success(),
+        "shape: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rtt = 0.040;
+    let spec = ClientSpec::convert(v4)
+        .request_in_syn(true)
+        .down(1000)
+        .timeout(Duration::from_secs(20));
+    let res = transfer(&peers, &spec, 0, 1000);
+    let fb = json_f64(&res, "first_byte_after").expect("first_byte_after");
+    assert!(
+        fb < 2.0 * rtt + 0.015,
+        "request in SYN: first byte after {fb:.3} s (RTT {rtt})"
+    );
+    let spec = ClientSpec::convert(v4)
+        .down(1000)
+        .timeout(Duration::from_secs(20));
+    let res = transfer(&peers, &spec, 0, 1000);
+    let fb = json_f64(&res, "first_byte_after").expect("first_byte_after");
+    assert!(
+        fb < 3.0 * rtt + 0.015,
+        "request after the reply: first byte after {fb:.3} s (RTT {rtt})"
+    );
+}
