@@ -576,7 +576,9 @@ impl<P: PacketBuf> Engine<P> {
             c.state,
             State::SynAckSent | State::Established | State::TimeWait
         ) {
-            if c.app_len > 0 && c.has_held_syn() {
+            // Before the client's handshake ACK the server is not acknowledged yet
+            // (see `server_syn_answer`).
+            if c.state != State::SynAckSent && c.app_len > 0 && c.has_held_syn() {
                 v.push(Tx::ServerAck);
             }
             if c.state != State::SynAckSent && c.mptcp && !c.reply_acked {

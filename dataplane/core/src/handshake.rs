@@ -553,7 +553,13 @@ impl<P: PacketBuf> Engine<P> {
         if let Some(ip) = client_ip {
             self.pending_done(ip);
         }
-        self.queue(id, Tx::ServerAck);
+        // Our ACK of the server's SYN-ACK (with the SYN's application bytes) waits for
+        // the client's handshake ACK: the server's handshake RTT sample then spans the
+        // access path, as on a direct connection. Acknowledging at once would show the
+        // server a sub-millisecond RTT — BBR keeps it as min_rtt and caps its window
+        // far below the access path's bandwidth-delay product. The request still
+        // reaches the server half a round trip before the Convert reply reaches the
+        // client, so 0-RTT holds (first response byte within 2 RTT of the SYN).
         self.queue(id, Tx::ClientSynAck);
         self.arm_rto(id, now);
         Action::Consumed
@@ -691,6 +697,8 @@ impl<P: PacketBuf> Engine<P> {
             self.queue(id, Tx::ConvertReply);
             self.arm_rto(id, now);
         }
+        // The deferred ACK of the server's SYN-ACK, with the SYN's application bytes.
+        self.queue(id, Tx::ServerAck);
         for _ in 0..held {
             self.queue(id, Tx::HeldServer);
         }
