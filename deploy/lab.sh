@@ -192,8 +192,12 @@ start_linkemu() { # start_linkemu LINK
 # ---------------------------------------------------------------------------
 # hacd
 
-render_config() { # deploy/lab.toml -> $RUN/hacd.toml
-    sed -e "s/@FILE_PREFIX@/$P-lab/g" "$ROOT/deploy/lab.toml" >"$RUN/hacd.toml"
+render_config() { # deploy/lab.toml -> $RUN/hacd.toml (LAB_WORKERS=N: N worker lcores)
+    local workers=${LAB_WORKERS:-1} lcores=1 i
+    [[ $workers =~ ^[1-8]$ ]] || die "LAB_WORKERS must be 1..8"
+    for ((i = 2; i <= workers; i++)); do lcores+=", $i"; done
+    sed -e "s/@FILE_PREFIX@/$P-lab/g" -e "s/^lcores = \[1\]/lcores = [$lcores]/" \
+        "$ROOT/deploy/lab.toml" >"$RUN/hacd.toml"
 }
 
 # start_hacd: the launch step of the real concentrator. hacd runs in $NS_CONC on the

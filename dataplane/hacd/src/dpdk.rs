@@ -64,10 +64,20 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         .iter()
         .any(|a| a == "-l" || a.starts_with("--lcores") || a.starts_with("-l"))
     {
-        let mut l = vec!["0".to_string()];
-        l.extend(cfg.lcores.iter().map(u32::to_string));
-        args.push("-l".into());
-        args.push(l.join(","));
+        // Main lcore 0 on CPU 0; worker lcores on CPUs 1.. (round robin when there are
+        // more workers than CPUs, e.g. two workers on a 2-CPU lab machine: `2@1`).
+        let cpus =
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as u32;
+        let mut l = vec!["0@0".to_string()];
+        for &lc in &cfg.lcores {
+            let cpu = if cpus > 1 {
+                1 + lc.saturating_sub(1) % (cpus - 1)
+            } else {
+                0
+            };
+            l.push(format!("{lc}@{cpu}"));
+        }
+        args.push(format!("--lcores={}", l.join(",")));
     }
     for p in &cfg.ports {
         if p.is_vdev() {
