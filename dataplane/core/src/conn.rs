@@ -399,6 +399,28 @@ impl<P> Conn<P> {
         self.s_isn + 1 + if d > 0 { d as u32 } else { 0 }
     }
 
+    /// A client SACK edge (our subflow space toward the client) in the server's
+    /// space; None for an edge inside the Convert reply.
+    pub fn sack_to_server(&self, e: SeqNum) -> Option<SeqNum> {
+        let d = e.diff(self.e_isn + 1 + self.reply_len());
+        (d >= 0).then(|| self.s_isn + 1 + d as u32)
+    }
+
+    /// A server SACK edge (our space toward the server) in the client's subflow space;
+    /// None for an edge inside the SYN's application bytes.
+    pub fn sack_to_client(&self, p: SeqNum) -> Option<SeqNum> {
+        let d = p.diff(self.p_isn + 1 + self.app_len);
+        if d < 0 {
+            return None;
+        }
+        let base = self.c_isn + 1 + self.syn_len;
+        Some(if self.mptcp && !self.fallback {
+            base + (d as u32).wrapping_add(self.c_ssn_delta as u32)
+        } else {
+            base + d as u32
+        })
+    }
+
     /// Data-level FINs of both directions acknowledged.
     pub fn data_closed(&self) -> bool {
         let c_done = self

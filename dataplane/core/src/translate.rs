@@ -246,12 +246,28 @@ impl<P: PacketBuf> Engine<P> {
         if fin_out {
             flags |= Flags::FIN;
         }
-        let mut opt_buf = [0u8; 12];
-        let opt_len = if c.ts {
+        let mut opt_buf = [0u8; 40];
+        let mut n = if c.ts {
             write_ts(&mut opt_buf, c.tsval(now), c.s_ts_recent)
         } else {
             0
         };
+        // SACK translated where both legs negotiated it: the client's blocks are in
+        // our subflow space toward it, the server wants its own space (up to 3 blocks
+        // fit behind the timestamps).
+        if c.s_sack
+            && let Some(blocks) = sack_blocks(seg, pkt.data())
+        {
+            n = write_sack(
+                &mut opt_buf,
+                n,
+                3,
+                blocks
+                    .iter()
+                    .filter_map(|(l, r)| Some((c.sack_to_server(l)?, c.sack_to_server(r)?))),
+            );
+        }
+        let opt_len = pad_nop(&mut opt_buf, n);
         let out = TcpOut {
             src: c.pool,
             dst: c.server,
@@ -394,6 +410,28 @@ impl<P: PacketBuf> Engine<P> {
                 if let Ok(k) = dss.emit(&mut opt_buf[n..]) {
                     n += k;
                 }
+            }
+            // The server's SACK blocks, in the client's subflow space, on pure ACKs
+            // (data segments have no room left behind the DSS).
+            if c.s_sack
+                && payload_len == 0
+                && !fin
+                && let Some(blocks) = sack_blocks(seg, pkt.data())
+            {
+                let room = (40usize
+                    .saturating_sub(n.next_multiple_of(4))
+                    .saturating_sub(4))
+                    / 8;
+                let pad = n.next_multiple_of(4);
+                opt_buf[n..pad].fill(1);
+                n = write_sack(
+                    &mut opt_buf,
+                    pad,
+                    room,
+                    blocks
+                        .iter()
+                        .filter_map(|(l, r)| Some((c.sack_to_client(l)?, c.sack_to_client(r)?))),
+                );
             }
             pad_nop(&mut opt_buf, n)
         };
@@ -579,4 +617,40 @@ impl<P: PacketBuf> Engine<P> {
 #[allow(dead_code)]
 fn _assert_conn_is_send<P: Send>(c: Conn<P>) -> impl Send {
     c
+}
+
+/// The SACK blocks of a segment, if it carries a well-formed SACK option.
+fn sack_blocks<'a>(seg: &Segment, pkt: &'a [u8]) -> Option<hac_wire::tcp_options::SackBlocks<'a>> {
+    let raw = seg.opts.sack?.slice(seg.options(pkt))?;
+    match hac_wire::tcp_options::TcpOption::parse(raw) {
+        Ok(hac_wire::tcp_options::TcpOption::Sack(b)) if !b.is_empty() => Some(b),
+        _ => None,
+    }
+}
+
+/// Appends `NOP NOP SACK(blocks)` at `n` (at most `max` blocks, and only what fits in
+/// 40 bytes); returns the new length (unchanged when no block survives).
+fn write_sack(
+    b: &mut [u8; 40],
+    n: usize,
+    max: usize,
+    blocks: impl Iterator<Item = (SeqNum, SeqNum)>,
+) -> usize {
+    let mut k = 0;
+    let start = n + 4;
+    for (l, r) in blocks.take(max) {
+        let at = start + 8 * k;
+        if at + 8 > b.len() {
+            break;
+        }
+        b[at..at + 4].copy_from_slice(&l.0.to_be_bytes());
+        b[at + 4..at + 8].copy_from_slice(&r.0.to_be_bytes());
+        k += 1;
+    }
+    if k == 0 {
+        return n;
+    }
+    // RFC 2018 §3: kind 5, length 2 + 8n.
+    b[n..n + 4].copy_from_slice(&[1, 1, 5, (2 + 8 * k) as u8]);
+    start + 8 * k
 }

@@ -732,3 +732,55 @@ fn mp_join_syn(token: u32) -> Vec<u8> {
     .unwrap();
     pkt
 }
+
+// ------------------------------------------------------------------ SACK
+
+/// RFC 2018 blocks are translated where both legs negotiated SACK: a server pure ACK
+/// with a block over client data reaches the client with the block moved into the
+/// client's subflow space by the same offset as the acknowledgement itself.
+#[test]
+fn server_sack_blocks_are_translated_into_the_client_subflow_space() {
+    use hac_core::{Action, Instant, VecPacket};
+    use hac_wire::seq::SeqNum;
+    use hac_wire::tcp::Flags;
+    use hac_wire::tcp_options::{TcpOption, iter as opt_iter};
+    let mut s = conn_established(Setup::new(false, false));
+    let pool = s.server.peer.expect("server saw the pool address");
+    let ack = s.server.peer_isn + 1 + s.client.cfg.syn_app.len() as u32;
+    let seq = s.server.isn + 1;
+    let (l, r) = (ack + 1000, ack + 2400);
+    // NOP NOP SACK (RFC 2018 §3: kind 5, length 10) with one block.
+    let mut opts = vec![1u8, 1, 5, 10];
+    opts.extend_from_slice(&l.0.to_be_bytes());
+    opts.extend_from_slice(&r.0.to_be_bytes());
+    let pkt = build(
+        s.server.cfg.addr,
+        pool,
+        seq,
+        ack,
+        Flags::ACK,
+        1000,
+        &opts,
+        &[],
+    );
+    let mut p = VecPacket::from_bytes(&pkt);
+    let now = Instant(s.now + 1000);
+    assert_eq!(
+        s.engine.handle_packet(now, Port::Core, &mut p),
+        Action::Forward(Port::Access)
+    );
+    let out = hac_wire::ipv4::Packet::new_checked(p.to_vec()).unwrap();
+    let t = hac_wire::tcp::Packet::new_checked(out.payload()).unwrap();
+    let mut blocks = Vec::new();
+    for o in opt_iter(t.options()) {
+        if let Ok(TcpOption::Sack(b)) = o {
+            blocks.extend(b.iter());
+        }
+    }
+    assert_eq!(blocks.len(), 1, "one SACK block toward the client");
+    let off = t.ack_number().0.wrapping_sub(ack.0);
+    assert_eq!(
+        blocks[0],
+        (SeqNum(l.0.wrapping_add(off)), SeqNum(r.0.wrapping_add(off)))
+    );
+}
