@@ -74,24 +74,13 @@ impl<P: PacketBuf> Engine<P> {
                     .c_mss
                     .min(self.mss_for(c.server.ip()))
                     .saturating_sub(if c.mptcp { DSS_ROOM } else { 0 });
-                let _ = b.push(&TcpOption::Mss(mss.max(536)));
-                if c.c_sack {
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::SackPermitted);
-                }
-                if c.c_offered_ts {
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::Timestamps {
-                        tsval: c.tsval(now),
-                        tsecr: 0,
-                    });
-                }
-                if c.c_offered_ws {
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::WindowScale(c.c_ws));
-                }
+                push_syn_options(
+                    &mut b,
+                    mss.max(536),
+                    c.c_sack,
+                    c.c_offered_ts.then(|| (c.tsval(now), 0)),
+                    c.c_offered_ws.then_some(c.c_ws),
+                );
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
                 (seq, ack, flags, window, payload) =
@@ -138,24 +127,14 @@ impl<P: PacketBuf> Engine<P> {
             }
             Tx::ClientSynAck => {
                 let mss = c.s_mss.min(self.mss_for(c.client.ip()));
-                let _ = b.push(&TcpOption::Mss(mss));
-                if c.s_sack && c.state != State::ReplyClose {
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::SackPermitted);
-                }
-                if c.ts {
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::Timestamps {
-                        tsval: c.tsval(now),
-                        tsecr: c.c_ts_recent,
-                    });
-                }
-                if c.c_offered_ws && c.state != State::ReplyClose {
-                    let _ = b.push(&TcpOption::NoOperation);
-                    let _ = b.push(&TcpOption::WindowScale(c.e_ws));
-                }
+                let full = c.state != State::ReplyClose;
+                push_syn_options(
+                    &mut b,
+                    mss,
+                    c.s_sack && full,
+                    c.ts.then(|| (c.tsval(now), c.c_ts_recent)),
+                    (c.c_offered_ws && full).then_some(c.e_ws),
+                );
                 let reply: &[u8] = if c.mptcp {
                     let flags = MpCapableFlags(
                         MpCapableFlags::H | if c.csum { MpCapableFlags::A } else { 0 },
@@ -360,5 +339,31 @@ impl<P: PacketBuf> Engine<P> {
             }
             _ => None,
         }
+    }
+}
+
+/// MSS, SACK-permitted, timestamps and window scale for a SYN or SYN-ACK, NOP-aligned
+/// as Linux lays them out (RFC 9293 §3.2, RFC 2018 §2, RFC 7323 §2–3).
+fn push_syn_options(
+    b: &mut OptionsBuilder<'_>,
+    mss: u16,
+    sack: bool,
+    ts: Option<(u32, u32)>,
+    ws: Option<u8>,
+) {
+    let _ = b.push(&TcpOption::Mss(mss));
+    if sack {
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::SackPermitted);
+    }
+    if let Some((tsval, tsecr)) = ts {
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::Timestamps { tsval, tsecr });
+    }
+    if let Some(shift) = ws {
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::WindowScale(shift));
     }
 }

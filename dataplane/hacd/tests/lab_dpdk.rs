@@ -58,6 +58,19 @@ impl Drop for LabGuard {
     }
 }
 
+/// A fresh lab with `workers` hacd workers; torn down when the guard drops.
+fn lab_up(workers: u32) -> LabGuard {
+    let _ = lab(&["down"]);
+    let out = lab_with(&["up"], workers);
+    assert!(
+        out.status.success(),
+        "lab.sh up failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    LabGuard
+}
+
 fn json_f64(res: &ClientResult, key: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(&res.raw).ok()?;
     v.get(key)?.as_f64()
@@ -102,15 +115,7 @@ fn dpdk_lab_end_to_end() {
         return;
     }
     let _lock = lab_lock();
-    let _ = lab(&["down"]);
-    let out = lab(&["up"]);
-    assert!(
-        out.status.success(),
-        "lab.sh up failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _guard = LabGuard;
+    let _guard = lab_up(1);
     let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
     let peers =
         Peers::new("dpdk", "hac-client", "hac-server", &binds, SERVER_PORT).expect("test server");
@@ -194,15 +199,7 @@ fn dpdk_lab_two_workers() {
         return;
     }
     let _lock = lab_lock();
-    let _ = lab(&["down"]);
-    let out = lab_with(&["up"], 2);
-    assert!(
-        out.status.success(),
-        "lab.sh up failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _guard = LabGuard;
+    let _guard = lab_up(2);
     let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
     let peers =
         Peers::new("dpdk2", "hac-client", "hac-server", &binds, SERVER_PORT).expect("test server");
