@@ -581,6 +581,15 @@ pub fn summarize(area: &[u8]) -> Result<OptionSummary> {
     // Hand-rolled walk (same rules as `RawOptions` + `TcpOption::parse`): this
     // runs on every packet, so no per-option enum construction.
     let mut pos = 0usize;
+    // Fast path for the layout of nearly every data segment (Linux, and this
+    // project's own output): NOP NOP TS(10) first (RFC 7323 Appendix A).
+    if let Some(&[1, 1, kind::TIMESTAMPS, 10, a0, a1, a2, a3, b0, b1, b2, b3]) = area.get(..12) {
+        s.timestamps = Some((
+            u32::from_be_bytes([a0, a1, a2, a3]),
+            u32::from_be_bytes([b0, b1, b2, b3]),
+        ));
+        pos = 12;
+    }
     while pos < area.len() {
         let k = area[pos];
         if k == kind::EOL {
