@@ -57,6 +57,19 @@ for mode in hacd kernel-proxy; do
         echo "$mode $c: $vals(Mbit/s)" >&2
     done
     stop_servers
+    if [[ $mode == hacd ]]; then
+        # hacd logs per-worker frames, bytes and busy time (polling rounds that handled
+        # packets) when it stops: CPU cost per GB of frames it received.
+        kill "$(cat /run/hac-lab/hacd.pid)" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do grep -q "worker stopped" /run/hac-lab/hacd.log 2>/dev/null && break; sleep 0.1; done
+        cpu_per_gb=$(grep "worker stopped" /run/hac-lab/hacd.log | python3 -c '
+import re, sys
+b = ms = 0
+for l in sys.stdin:
+    b += int(re.search(r"rx_bytes=(\d+)", l).group(1)); ms += int(re.search(r"busy_ms=(\d+)", l).group(1))
+print("%.2f CPU-s per GB of frames (%d ms busy, %.2f GB)" % (ms / 1000 / (b / 1e9), ms, b / 1e9) if b else "n/a")')
+        echo "hacd worker: $cpu_per_gb" >&2
+    fi
     bash $LAB down >/dev/null
 done
 printf '\n%-10s %-22s %-22s %s\n' case hacd kernel-proxy 'ratio (medians)'
@@ -64,3 +77,4 @@ for c in unshaped dsl40; do
     h=$(echo "${result[hacd,$c]}" | median); k=$(echo "${result[kernel-proxy,$c]}" | median)
     printf '%-10s %-22s %-22s %s\n' "$c" "$h" "$k" "$(awk -v h="$h" -v k="$k" 'BEGIN { if (k > 0) printf "%.2f", h / k }')"
 done
+echo "hacd worker CPU: ${cpu_per_gb:-n/a}"

@@ -175,6 +175,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         );
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(Arc::clone(&stats));
+        let busy = Arc::clone(&stats);
         let handle = eal
             .launch(lcore, move || -> Result<Vec<()>, String> {
                 let now = || Instant(epoch.elapsed().as_micros() as u64);
@@ -190,7 +191,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 let mut last_publish = now();
                 while !stop.load(Ordering::Relaxed) {
                     let t = now();
-                    worker.poll(t);
+                    let started = StdInstant::now();
+                    if worker.poll(t) > 0 {
+                        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        busy.busy_ns.fetch_add(ns, Ordering::Relaxed);
+                    }
                     if t.0.saturating_sub(last_publish.0) > 50_000 {
                         worker.publish_neighbours();
                         last_publish = t;
@@ -220,6 +225,8 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             rx = s.rx_packets.load(Ordering::Relaxed),
             tx = s.tx_packets.load(Ordering::Relaxed),
             handoffs = s.handoffs.load(Ordering::Relaxed),
+            rx_bytes = s.rx_bytes.load(Ordering::Relaxed),
+            busy_ms = s.busy_ns.load(Ordering::Relaxed) / 1_000_000,
             "worker stopped"
         );
     }
