@@ -110,19 +110,27 @@ impl<P: PacketBuf> Engine<P> {
         if seg.dport != self.cfg.service_port || !self.cfg.service_addrs.contains(&seg.dst) {
             return Action::Drop(DropReason::NoBinding);
         }
-        let data = pkt.data();
-        // MPTCP: an MP_JOIN SYN is demultiplexed by token (multipath issue).
         let mut mp_capable = None;
-        for o in seg.mptcp(data) {
+        let mut join = false;
+        for o in seg.mptcp(pkt.data()) {
             match o {
                 Ok(MptcpOption::MpCapable(c)) if c.form == MpCapableForm::Syn => {
                     mp_capable = Some(c);
                 }
-                Ok(MptcpOption::MpJoin(_)) => return Action::Drop(DropReason::Unsupported),
+                // Additional subflows are not accepted yet (the multipath issue): refuse
+                // the join at once rather than let the client retransmit its SYN
+                // (RFC 8684 §3.2: RST, with MP_TCPRST "administratively prohibited",
+                // §3.6; T = 0, do not retry). The connection goes on over its
+                // initial subflow.
+                Ok(MptcpOption::MpJoin(_)) => join = true,
                 Ok(_) => {}
                 Err(r) => return Action::Drop(r),
             }
         }
+        if join {
+            return self.reset_syn_with(seg, pkt, true);
+        }
+        let data = pkt.data();
         // RFC 8684 §3.1: version 1 with a crypto proposal we support (H); otherwise
         // answer without MP_CAPABLE (plain TCP).
         let mptcp = mp_capable.filter(|c| c.version >= 1 && c.flags.is_supported());
@@ -472,7 +480,24 @@ impl<P: PacketBuf> Engine<P> {
 
     /// RST in answer to a SYN, written in place (RFC 9293 §3.10.7.1 form).
     fn reset_syn(&mut self, seg: &Segment, pkt: &mut P) -> Action {
+        self.reset_syn_with(seg, pkt, false)
+    }
+
+    /// RST in answer to a SYN, optionally carrying MP_TCPRST "administratively
+    /// prohibited" (RFC 8684 §3.6).
+    fn reset_syn_with(&mut self, seg: &Segment, pkt: &mut P, tcprst: bool) -> Action {
         let ack = seg.seq + 1 + seg.payload_len() as u32;
+        let mut opt = [0u8; 4];
+        let n = if tcprst {
+            hac_wire::mptcp::MpTcpRstRepr {
+                flags: hac_wire::mptcp::MpTcpRstFlags(0),
+                reason: hac_wire::mptcp::TcpRstReason::AdministrativelyProhibited,
+            }
+            .emit(&mut opt)
+            .unwrap_or(0)
+        } else {
+            0
+        };
         let out = crate::emit::TcpOut {
             src: seg.dst_sock(),
             dst: seg.src_sock(),
@@ -480,7 +505,7 @@ impl<P: PacketBuf> Engine<P> {
             ack,
             flags: Flags::RST | Flags::ACK,
             window: 0,
-            options: &[],
+            options: &opt[..n],
         };
         if self.write_in_place(pkt, seg, &out, 0, hac_wire::checksum::Checksum::new()) {
             Action::Forward(Port::Access)

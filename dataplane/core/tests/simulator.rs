@@ -706,7 +706,10 @@ fn mp_join_syn(token: u32) -> Vec<u8> {
     let mut pkt = vec![0u8; 20 + 20 + n];
     hac_wire::ipv4::Ipv4Repr {
         src_addr: "198.18.2.2".parse().unwrap(),
-        dst_addr: "192.0.2.1".parse().unwrap(),
+        dst_addr: match SERVICE_V4.ip() {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(_) => unreachable!("SERVICE_V4 is IPv4"),
+        },
         protocol: 6,
         payload_len: 20 + n,
         ttl: 64,
@@ -719,7 +722,7 @@ fn mp_join_syn(token: u32) -> Vec<u8> {
     .unwrap();
     TcpRepr {
         src_port: 40001,
-        dst_port: 5124,
+        dst_port: SERVICE_V4.port(),
         seq_number: SeqNum(1),
         ack_number: SeqNum(0),
         flags: Flags::SYN,
@@ -782,5 +785,38 @@ fn server_sack_blocks_are_translated_into_the_client_subflow_space() {
     assert_eq!(
         blocks[0],
         (SeqNum(l.0.wrapping_add(off)), SeqNum(r.0.wrapping_add(off)))
+    );
+}
+
+/// Until the multipath issue lands, a join SYN is refused at once with RST +
+/// MP_TCPRST "administratively prohibited" (RFC 8684 §3.2, §3.6), leaving no state.
+#[test]
+fn join_syn_is_refused_with_mp_tcprst() {
+    use hac_core::{Action, Instant, VecPacket};
+    use hac_wire::mptcp::{MptcpOption, TcpRstReason};
+    use hac_wire::tcp_options::{TcpOption, iter as opt_iter};
+    let mut s = conn_established(Setup::new(false, false));
+    let conns = s.engine.connections();
+    let mut p = VecPacket::from_bytes(&mp_join_syn(0x1234_5678));
+    let now = Instant(s.now + 1000);
+    assert_eq!(
+        s.engine.handle_packet(now, Port::Access, &mut p),
+        Action::Forward(Port::Access)
+    );
+    let out = hac_wire::ipv4::Packet::new_checked(p.to_vec()).unwrap();
+    let t = hac_wire::tcp::Packet::new_checked(out.payload()).unwrap();
+    assert!(t.flags().rst());
+    let reason = opt_iter(t.options()).find_map(|o| match o {
+        Ok(TcpOption::Mptcp(raw)) => match MptcpOption::parse(raw) {
+            Ok(MptcpOption::MpTcpRst(r)) => Some(r.reason),
+            _ => None,
+        },
+        _ => None,
+    });
+    assert_eq!(reason, Some(TcpRstReason::AdministrativelyProhibited));
+    assert_eq!(
+        s.engine.connections(),
+        conns,
+        "no state for the refused join"
     );
 }
