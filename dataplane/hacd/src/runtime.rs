@@ -173,12 +173,17 @@ impl<N: Nic> Worker<N> {
                     }
                     Input::Done => {}
                     Input::Ip => {
-                        let owner = hac_core::owner_of(
-                            &self.cfg.engine,
-                            shards,
-                            self.role(port),
-                            &buf.data()[ETH_LEN..],
-                        );
+                        // One worker owns everything: skip the extra parse.
+                        let owner = if shards == 1 {
+                            None
+                        } else {
+                            hac_core::owner_of(
+                                &self.cfg.engine,
+                                shards,
+                                self.role(port),
+                                &buf.data()[ETH_LEN..],
+                            )
+                        };
                         match owner {
                             Some(o) if o != self.id && usize::from(o) < self.peers.len() => {
                                 if self.peers[usize::from(o)].push((port, buf)).is_ok() {
