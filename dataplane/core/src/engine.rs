@@ -99,6 +99,8 @@ pub struct Engine<P> {
     pub(crate) pool: PoolShard,
     wheel: TimerWheel,
     pub(crate) txq: VecDeque<(u32, u32, Tx)>,
+    /// Timers fired by the last `handle_timeout`, kept to reuse its allocation.
+    fired: Vec<crate::timer::Fired>,
     pub(crate) counters: Counters,
 }
 
@@ -157,6 +159,7 @@ impl<P: PacketBuf> Engine<P> {
             pool,
             wheel: TimerWheel::new(4096, TICK_US, now),
             txq: VecDeque::new(),
+            fired: Vec::new(),
             counters: Counters::default(),
         })
     }
@@ -501,15 +504,17 @@ impl<P: PacketBuf> Engine<P> {
     /// Runs expired timers: handshake timeouts (SYN-ACK + Error 65), retransmissions
     /// of engine-originated bytes, idle expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut fired = Vec::new();
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
         self.wheel.advance(now, |f| fired.push(f));
-        for f in fired {
+        for &f in &fired {
             let Some(c) = self.conn(f.key) else { continue };
             if c.generation != f.generation {
                 continue;
             }
             self.on_timer(f.key, now);
         }
+        self.fired = fired;
     }
 
     fn on_timer(&mut self, id: u32, now: Instant) {
