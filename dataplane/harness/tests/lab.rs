@@ -75,14 +75,7 @@ impl StaticNat {
         };
         {
             let seg = ip.payload_mut();
-            let Ok(t) = tcp::Packet::new_checked(&*seg) else {
-                return false;
-            };
-            let port_ok = match side {
-                Side::Access => t.dst_port() == CONVERT_PORT,
-                Side::Core => t.src_port() == self.server_port,
-            };
-            if !port_ok || !Self::ports(seg, sport, dport) {
+            if !self.tcp_ports(side, seg, sport, dport) {
                 return false;
             }
             let mut t = tcp::Packet::new_unchecked(seg);
@@ -92,6 +85,24 @@ impl StaticNat {
         ip.set_src_addr(new_src);
         ip.set_dst_addr(new_dst);
         true
+    }
+
+    /// Checks the segment's ports for `side` and rewrites them (`Self::ports`).
+    fn tcp_ports(
+        &self,
+        side: Side,
+        seg: &mut [u8],
+        sport: Option<u16>,
+        dport: Option<u16>,
+    ) -> bool {
+        let Ok(t) = tcp::Packet::new_checked(&*seg) else {
+            return false;
+        };
+        let port_ok = match side {
+            Side::Access => t.dst_port() == CONVERT_PORT,
+            Side::Core => t.src_port() == self.server_port,
+        };
+        port_ok && Self::ports(seg, sport, dport)
     }
 
     fn v6(&self, side: Side, pkt: &mut [u8]) -> bool {
@@ -113,14 +124,7 @@ impl StaticNat {
         };
         {
             let seg = ip.payload_mut();
-            let Ok(t) = tcp::Packet::new_checked(&*seg) else {
-                return false;
-            };
-            let port_ok = match side {
-                Side::Access => t.dst_port() == CONVERT_PORT,
-                Side::Core => t.src_port() == self.server_port,
-            };
-            if !port_ok || !Self::ports(seg, sport, dport) {
+            if !self.tcp_ports(side, seg, sport, dport) {
                 return false;
             }
             let mut t = tcp::Packet::new_unchecked(seg);
