@@ -47,6 +47,62 @@ pub struct EngineConfig {
     pub mss_v6: u16,
     /// Initial retransmission timeout for bytes the engine originates (RFC 6298).
     pub initial_rto: Duration,
+    /// Subflows per connection, the initial one included (RFC 8684 §3.2: a join
+    /// beyond it is refused with RST + MP_TCPRST "lack of resources").
+    pub max_subflows: usize,
+    /// How server data is placed on the subflows (the per-subscriber default).
+    pub scheduler: Scheduler,
+    /// Client source prefixes of the primary access (e.g. the DSL side). Empty: the
+    /// subflow that opened the connection is primary.
+    pub primary_access: Vec<crate::pool::Prefix>,
+    /// Keep a reference to each segment in flight on a subflow of a bonded
+    /// connection until the client acknowledges it, to repair access-link losses
+    /// locally (no copy: the packet buffer's reference count).
+    pub repair_cache: bool,
+    /// Repair-cache bytes per connection; beyond, losses are revealed to the server.
+    pub cache_limit_bytes: usize,
+    /// Repair-cache segments per shard (bounded by the packet-buffer pool: size it
+    /// well below the mempool).
+    pub cache_limit_segments: usize,
+}
+
+/// Downstream placement policy (docs/multipath.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheduler {
+    /// Every non-backup subflow, by earliest predicted delivery.
+    #[default]
+    Aggregate,
+    /// The primary access first; others only while it is saturated.
+    Overflow,
+    /// One active subflow (the primary while it works); the others stand by.
+    Failover,
+}
+
+impl Scheduler {
+    /// The policy's configuration name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Aggregate => "aggregate",
+            Scheduler::Overflow => "overflow",
+            Scheduler::Failover => "failover",
+        }
+    }
+}
+
+impl core::str::FromStr for Scheduler {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "aggregate" => Ok(Scheduler::Aggregate),
+            "overflow" => Ok(Scheduler::Overflow),
+            "failover" => Ok(Scheduler::Failover),
+            _ => Err(ConfigError {
+                field: "scheduler",
+                reason: "expected aggregate, overflow or failover",
+            }),
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -67,6 +123,12 @@ impl Default for EngineConfig {
             mss_v4: 1460,
             mss_v6: 1440,
             initial_rto: Duration::from_secs(1),
+            max_subflows: 8,
+            scheduler: Scheduler::Aggregate,
+            primary_access: Vec::new(),
+            repair_cache: true,
+            cache_limit_bytes: 4 << 20,
+            cache_limit_segments: 8192,
         }
     }
 }
@@ -127,6 +189,15 @@ impl EngineConfig {
         }
         if self.max_syn_app_data > 4096 {
             return err("max_syn_app_data", "at most 4096 bytes");
+        }
+        if self.max_connections > 1 << 24 {
+            return err("max_connections", "at most 16777216 per shard");
+        }
+        if !(1..=32).contains(&self.max_subflows) {
+            return err("max_subflows", "must be 1..=32");
+        }
+        if self.cache_limit_segments > 1 << 22 {
+            return err("cache_limit_segments", "at most 4194304");
         }
         Ok(())
     }

@@ -143,6 +143,47 @@ impl<P> Handshake<P> {
     }
 }
 
+/// One client subflow as the engine sees it: addresses, the client's and our
+/// sequence spaces, negotiated options, and the client's current DSS mapping
+/// (RFC 8684 §3.3.1). The initial subflow's is `Conn::leg`; joined subflows keep
+/// theirs in [`crate::multipath::Path`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leg {
+    pub client: Sock,
+    pub service: Sock,
+    pub c_isn: SeqNum,
+    /// SYN payload bytes acknowledged in our SYN-ACK (Convert message + app data):
+    /// the client's relative SSN 1 is at `c_isn + 1 + syn_len` (RFC 8684 App. B).
+    pub syn_len: u32,
+    pub e_isn: SeqNum,
+    /// Client's window shift when scaling is on for this subflow.
+    pub c_ws: u8,
+    /// Our window shift toward the client.
+    pub e_ws: u8,
+    pub c_mss: u16,
+    pub c_sack: bool,
+    /// Timestamps on this subflow (RFC 7323), owned by the engine; the initial
+    /// subflow's flag also says whether the server leg uses them.
+    pub ts: bool,
+    pub c_ts_recent: u32,
+    pub mapping: Option<ClientMapping>,
+    /// Highest client subflow sequence received (end of data).
+    pub c_rcv_nxt: SeqNum,
+    /// Highest subflow ACK sent to the client.
+    pub c_ack_sent: SeqNum,
+    /// `ssn − (dsn − client IDSN)` of the latest mapping (0 for Linux's initial
+    /// subflow); lets the server's ACK be mapped straight to a subflow ACK.
+    pub c_ssn_delta: i64,
+    /// Our next subflow sequence toward the client.
+    pub e_snd_nxt: SeqNum,
+    /// Client subflow FIN seen at this sequence (acked by the engine).
+    pub c_subflow_fin: Option<SeqNum>,
+    /// Subflow FIN sent to the client.
+    pub e_fin_sent: bool,
+    /// The client acknowledged our subflow FIN.
+    pub e_fin_acked: bool,
+}
+
 /// One translated connection.
 #[derive(Debug)]
 pub(crate) struct Conn<P> {
@@ -154,24 +195,10 @@ pub(crate) struct Conn<P> {
     pub fallback: bool,
 
     // ---- client leg (initial subflow) ----
-    pub client: Sock,
-    pub service: Sock,
-    pub c_isn: SeqNum,
-    /// SYN payload bytes acknowledged in our SYN-ACK (Convert message + app data):
-    /// the client's relative SSN 1 is at `c_isn + 1 + syn_len` (RFC 8684 App. B).
-    pub syn_len: u32,
-    pub e_isn: SeqNum,
-    /// Client's window shift when scaling is on for the client leg.
-    pub c_ws: u8,
-    /// Our window shift toward the client.
-    pub e_ws: u8,
-    pub c_mss: u16,
-    pub c_sack: bool,
+    /// The initial subflow (joined subflows live in `mp`).
+    pub leg: Leg,
     pub c_offered_ts: bool,
     pub c_offered_ws: bool,
-    /// Timestamps on both legs (RFC 7323), owned by the engine on each leg.
-    pub ts: bool,
-    pub c_ts_recent: u32,
     pub local_key: u64,
     pub local_idsn: DataSeq,
     pub token: u32,
@@ -179,28 +206,12 @@ pub(crate) struct Conn<P> {
     pub client_idsn: DataSeq,
     /// DSS checksums in use (RFC 8684 §3.3.1: either SYN asked).
     pub csum: bool,
-    pub mapping: Option<ClientMapping>,
     /// Next expected client DSN (reference for 32-bit expansion).
     pub c_dsn_nxt: DataSeq,
-    /// Highest client subflow sequence received (end of data).
-    pub c_rcv_nxt: SeqNum,
-    /// Highest subflow ACK sent to the client.
-    pub c_ack_sent: SeqNum,
-    /// `ssn − (dsn − client IDSN)` of the latest mapping (0 for Linux's initial
-    /// subflow); lets the server's ACK be mapped straight to a subflow ACK.
-    pub c_ssn_delta: i64,
     /// Last DATA_ACK from the client (our data level).
     pub c_data_ack: DataSeq,
     /// Client receive window in bytes (from its last segment).
     pub c_win: u32,
-    /// Our next subflow sequence toward the client.
-    pub e_snd_nxt: SeqNum,
-    /// Client subflow FIN seen at this sequence (acked by the engine).
-    pub c_subflow_fin: Option<SeqNum>,
-    /// Subflow FIN sent to the client.
-    pub e_fin_sent: bool,
-    /// The client acknowledged our subflow FIN.
-    pub e_fin_acked: bool,
 
     // ---- server leg ----
     pub pool: Sock,
@@ -227,6 +238,9 @@ pub(crate) struct Conn<P> {
     pub app_len: u32,
     /// Handshake-only state (None once done).
     pub hs: Option<Box<Handshake<P>>>,
+    /// Multipath state, created when the first MP_JOIN is accepted (None: the
+    /// initial subflow alone, translated by the identity arithmetic).
+    pub mp: Option<Box<crate::multipath::Multi<P>>>,
 
     // ---- Convert reply (engine-originated bytes, `R`) ----
     /// `R`.
@@ -243,6 +257,8 @@ pub(crate) struct Conn<P> {
 
     // ---- timers ----
     pub last_activity: Instant,
+    /// The connection's live timer-wheel entry.
+    pub wheel_at: Deadline,
     /// Retransmission deadline for engine-originated bytes, if any are unacked.
     pub rto_at: Deadline,
     /// Doublings of the initial RTO so far (RFC 6298 §5.5 back-off).
@@ -351,7 +367,7 @@ impl<P> Conn<P> {
 
     /// Subflow sequence toward the client of downstream index `v`.
     pub fn e_seq(&self, v: u64) -> SeqNum {
-        self.e_isn + 1 + self.reply_len() + (v as u32)
+        self.leg.e_isn + 1 + self.reply_len() + (v as u32)
     }
 
     /// Our DSN of downstream index `v`.
@@ -371,24 +387,32 @@ impl<P> Conn<P> {
         self.client_idsn + 1 + self.server_acked_index()
     }
 
-    /// The subflow ACK we send the client.
+    /// The subflow ACK we send the client on the initial subflow.
     pub fn subflow_ack_to_client(&self) -> SeqNum {
-        let base = self.c_isn + 1 + self.syn_len;
+        self.subflow_ack(0)
+    }
+
+    /// The subflow ACK we send the client on subflow `k`: the client's bytes the
+    /// server acknowledged, through that subflow's latest mapping, never past what
+    /// arrived there and never backwards.
+    pub fn subflow_ack(&self, k: usize) -> SeqNum {
+        let leg = self.legk(k);
+        let base = leg.c_isn + 1 + leg.syn_len;
         let idx = self.server_acked_index();
         let mut ack = if self.mptcp && !self.fallback {
             // DSN idsn+1+idx ↔ SSN 1+idx+delta ↔ seq base+idx+delta.
-            base + (idx as u32).wrapping_add(self.c_ssn_delta as u32)
+            base + (idx as u32).wrapping_add(leg.c_ssn_delta as u32)
         } else {
             base + idx as u32
         };
         // Never acknowledge subflow bytes not received, never go backwards.
-        if ack.diff(self.c_rcv_nxt) > 0 {
-            ack = self.c_rcv_nxt;
+        if ack.diff(leg.c_rcv_nxt) > 0 {
+            ack = leg.c_rcv_nxt;
         }
-        if let Some(f) = self.c_subflow_fin {
+        if let Some(f) = leg.c_subflow_fin {
             ack = ack.max(f + 1);
         }
-        ack.max(self.c_ack_sent)
+        ack.max(leg.c_ack_sent)
     }
 
     /// Server-leg ACK from the client's acknowledgement of our data: `dack` is a
@@ -402,7 +426,7 @@ impl<P> Conn<P> {
     /// A client SACK edge (our subflow space toward the client) in the server's
     /// space; None for an edge inside the Convert reply.
     pub fn sack_to_server(&self, e: SeqNum) -> Option<SeqNum> {
-        let d = e.diff(self.e_isn + 1 + self.reply_len());
+        let d = e.diff(self.leg.e_isn + 1 + self.reply_len());
         (d >= 0).then(|| self.s_isn + 1 + d as u32)
     }
 
@@ -413,9 +437,9 @@ impl<P> Conn<P> {
         if d < 0 {
             return None;
         }
-        let base = self.c_isn + 1 + self.syn_len;
+        let base = self.leg.c_isn + 1 + self.leg.syn_len;
         Some(if self.mptcp && !self.fallback {
-            base + (d as u32).wrapping_add(self.c_ssn_delta as u32)
+            base + (d as u32).wrapping_add(self.leg.c_ssn_delta as u32)
         } else {
             base + d as u32
         })

@@ -47,13 +47,16 @@ pub enum DropReason {
     Closed,
     /// The packet buffer lacked headroom/tailroom for the rewrite.
     NoRoom,
-    /// A packet type the engine does not translate (e.g. MP_JOIN before multipath support).
+    /// A packet type the engine does not translate.
     Unsupported,
+    /// A server retransmission of data the client already acknowledged (answered
+    /// with an ACK instead).
+    Duplicate,
 }
 
 impl DropReason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = DropReason::Unsupported as usize + 1;
+    pub const COUNT: usize = DropReason::Duplicate as usize + 1;
 
     /// Every reason, in discriminant order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -78,6 +81,7 @@ impl DropReason {
         DropReason::Closed,
         DropReason::NoRoom,
         DropReason::Unsupported,
+        DropReason::Duplicate,
     ];
 
     /// A stable label for metrics (`reason="..."`).
@@ -105,6 +109,7 @@ impl DropReason {
             DropReason::Closed => "closed",
             DropReason::NoRoom => "no_room",
             DropReason::Unsupported => "unsupported",
+            DropReason::Duplicate => "duplicate",
         }
     }
 }
@@ -129,6 +134,27 @@ pub struct Counters {
     pub established: u64,
     /// Connections that fell back to plain TCP on the client leg.
     pub fallbacks: u64,
+    /// MP_JOIN subflows established (RFC 8684 §3.2).
+    pub joins_accepted: u64,
+    /// MP_JOIN SYNs or third ACKs refused (unknown token, bad HMAC, limit).
+    pub joins_refused: u64,
+    /// Segments repaired locally from the repair cache.
+    pub repairs: u64,
+    /// Subflow holes filled under their original mapping after another subflow
+    /// delivered the data (no cache entry needed).
+    pub zero_fills: u64,
+    /// Segments re-sent on another subflow (dead or removed subflow).
+    pub reinjections: u64,
+    /// Losses the cache could not repair (not cached, not yet delivered elsewhere).
+    pub cache_misses: u64,
+    /// Segments not cached because a cache limit was reached.
+    pub cache_full: u64,
+    /// Server retransmissions of data the client already had.
+    pub spurious_retransmissions: u64,
+    /// Subflows that became suspect / dead / came back.
+    pub subflows_suspect: u64,
+    pub subflows_dead: u64,
+    pub subflows_revived: u64,
 }
 
 impl Counters {

@@ -75,6 +75,21 @@ pub(crate) enum Tx {
     ServerRst,
     /// RST (+ MP_FASTCLOSE) to the client.
     ClientRst,
+    /// SYN-ACK + MP_JOIN on a joined subflow (RFC 8684 §3.2).
+    JoinSynAck(u8),
+    /// A pure ACK (subflow ACK + DATA_ACK) on subflow k: the fourth ACK of a join,
+    /// or a subflow ACK the server's acknowledgement made due.
+    PathAck(u8),
+    /// Local repair of the segment at this subflow sequence, from the cache.
+    Repair(u8, u32),
+    /// The segment at this sequence of subflow k, re-sent on another subflow.
+    Reinject(u8, u32),
+    /// A pure ACK to the server (after a spurious retransmission).
+    ServerPureAck,
+    /// Our subflow FIN on a joined subflow.
+    PathFin(u8),
+    /// RST + MP_FASTCLOSE on a joined subflow.
+    PathRst(u8),
 }
 
 /// One shard of the translation engine, generic over the packet buffer.
@@ -94,6 +109,11 @@ pub struct Engine<P> {
     by_server: HashTable<u32>,
     /// Our MPTCP token → connection (MP_JOIN demultiplexing, RFC 8684 §3.2).
     by_token: HashTable<u32>,
+    /// (client, service) of joined subflows → `id | k << 24`.
+    by_join: HashTable<u32>,
+    /// Repair-cache segments and bytes held by this shard.
+    pub(crate) cache_segments: usize,
+    pub(crate) cache_bytes: usize,
     keys: HashKeys,
     pub(crate) pending_per_client: HashMap<IpAddr, u32>,
     pub(crate) pool: PoolShard,
@@ -102,6 +122,15 @@ pub struct Engine<P> {
     /// Timers fired by the last `handle_timeout`, kept to reuse its allocation.
     fired: Vec<crate::timer::Fired>,
     pub(crate) counters: Counters,
+}
+
+/// Packs a connection id and a subflow index for the join table.
+const fn pack(id: u32, k: usize) -> u32 {
+    id | ((k as u32) << 24)
+}
+
+const fn unpack(v: u32) -> (u32, usize) {
+    (v & 0x00ff_ffff, (v >> 24) as usize)
 }
 
 /// Timer-wheel granularity.
@@ -154,6 +183,9 @@ impl<P: PacketBuf> Engine<P> {
             by_client: HashTable::with_capacity(cap),
             by_server: HashTable::with_capacity(cap),
             by_token: HashTable::with_capacity(cap),
+            by_join: HashTable::new(),
+            cache_segments: 0,
+            cache_bytes: 0,
             keys,
             pending_per_client: HashMap::new(),
             pool,
@@ -219,15 +251,15 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     fn handle_access(&mut self, now: Instant, seg: &Segment, pkt: &mut P) -> Action {
-        let id = self.find_client(seg.src, seg.sport, seg.dst, seg.dport);
+        let found = self.find_leg(seg.src, seg.sport, seg.dst, seg.dport);
         if seg.flags.syn() && !seg.flags.ack() {
-            return self.client_syn(now, seg, pkt, id);
+            return self.client_syn(now, seg, pkt, found);
         }
-        let Some(id) = id else {
+        let Some((id, k)) = found else {
             return Action::Drop(DropReason::NoBinding);
         };
         self.touch(id, now);
-        self.upstream(now, id, seg, pkt)
+        self.upstream(now, id, k, seg, pkt)
     }
 
     fn handle_core(&mut self, now: Instant, seg: &Segment, pkt: &mut P) -> Action {
@@ -262,11 +294,95 @@ impl<P: PacketBuf> Engine<P> {
                     .get(i as usize)
                     .and_then(Option::as_ref)
                     .is_some_and(|c| {
-                        c.client.port == port
-                            && c.service.port == sport
-                            && c.client.ip == ip
-                            && c.service.ip == sip
+                        c.leg.client.port == port
+                            && c.leg.service.port == sport
+                            && c.leg.client.ip == ip
+                            && c.leg.service.ip == sip
                     })
+            })
+            .copied()
+    }
+
+    /// The connection and subflow of (client, service): the initial subflow's
+    /// table first, then joined subflows'.
+    #[inline]
+    pub(crate) fn find_leg(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        sip: IpAddr,
+        sport: u16,
+    ) -> Option<(u32, usize)> {
+        if let Some(id) = self.find_client(ip, port, sip, sport) {
+            return Some((id, 0));
+        }
+        if self.by_join.is_empty() {
+            return None;
+        }
+        let h = self.keys.pair(ip, port, sip, sport);
+        let conns = &self.conns;
+        self.by_join
+            .find(h, |&v| {
+                let (i, k) = unpack(v);
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|c| c.mp.as_ref())
+                    .and_then(|m| m.paths.get(k))
+                    .is_some_and(|p| {
+                        let l = &p.leg;
+                        l.client.port == port
+                            && l.service.port == sport
+                            && l.client.ip == ip
+                            && l.service.ip == sip
+                    })
+            })
+            .map(|&v| {
+                let (i, k) = unpack(v);
+                (i, k)
+            })
+    }
+
+    /// Binds joined subflow `k` of `id` by its (client, service).
+    pub(crate) fn bind_join(&mut self, id: u32, k: usize) {
+        let Some(l) = self.conn(id).map(|c| *c.legk(k)) else {
+            return;
+        };
+        let keys = self.keys;
+        let conns = &self.conns;
+        let h = keys.pair(l.client.ip, l.client.port, l.service.ip, l.service.port);
+        self.by_join.insert_unique(h, pack(id, k), |&v| {
+            let (i, k) = unpack(v);
+            let l = conns[i as usize]
+                .as_ref()
+                .expect("bound slots are live")
+                .legk(k);
+            keys.pair(l.client.ip, l.client.port, l.service.ip, l.service.port)
+        });
+    }
+
+    /// Unbinds joined subflow `k` of `id`.
+    pub(crate) fn unbind_join(&mut self, id: u32, k: usize) {
+        let Some(l) = self.conn(id).map(|c| *c.legk(k)) else {
+            return;
+        };
+        let h = self
+            .keys
+            .pair(l.client.ip, l.client.port, l.service.ip, l.service.port);
+        if let Ok(e) = self.by_join.find_entry(h, |&v| v == pack(id, k)) {
+            e.remove();
+        }
+    }
+
+    /// The connection that owns `token`.
+    pub(crate) fn find_token(&self, token: u32) -> Option<u32> {
+        let conns = &self.conns;
+        self.by_token
+            .find(self.keys.token(token), |&i| {
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.token == token)
             })
             .copied()
     }
@@ -299,15 +415,7 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Whether an MPTCP token is bound in this shard.
     pub(crate) fn token_in_use(&self, token: u32) -> bool {
-        let conns = &self.conns;
-        self.by_token
-            .find(self.keys.token(token), |&i| {
-                conns
-                    .get(i as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|c| c.token == token)
-            })
-            .is_some()
+        self.find_token(token).is_some()
     }
 
     /// Takes a connection out of the (server, pool) table (its return traffic is
@@ -351,7 +459,7 @@ impl<P: PacketBuf> Engine<P> {
         let generation = c.generation;
         let deadline = self.deadline_of(&c);
         let (client, service, server, pool, token) =
-            (c.client, c.service, c.server, c.pool, c.token);
+            (c.leg.client, c.leg.service, c.server, c.pool, c.token);
         let (bind_server, bind_token) = (c.state != State::ReplyClose, c.mptcp);
         self.conns[id as usize] = Some(c);
         // A key already bound is rebound to the new connection (map semantics).
@@ -362,14 +470,19 @@ impl<P: PacketBuf> Engine<P> {
         match self.by_client.find_mut(h, |i| {
             *i != id && {
                 let c = of(i);
-                c.client == client && c.service == service
+                c.leg.client == client && c.leg.service == service
             }
         }) {
             Some(slot) => *slot = id,
             None => {
                 self.by_client.insert_unique(h, id, |i| {
                     let c = of(i);
-                    keys.pair(c.client.ip, c.client.port, c.service.ip, c.service.port)
+                    keys.pair(
+                        c.leg.client.ip,
+                        c.leg.client.port,
+                        c.leg.service.ip,
+                        c.leg.service.port,
+                    )
                 });
             }
         }
@@ -403,7 +516,8 @@ impl<P: PacketBuf> Engine<P> {
                 }
             }
         }
-        self.wheel.arm(id, generation, deadline.max(now));
+        let _ = generation;
+        self.arm_at(id, deadline.max(now));
         Some(id)
     }
 
@@ -414,12 +528,23 @@ impl<P: PacketBuf> Engine<P> {
             return;
         }
         let server_bound = self.unbind_server(id);
+        let joins = self
+            .conn(id)
+            .and_then(|c| c.mp.as_ref())
+            .map_or(0, |m| m.paths.len());
+        for k in 1..joins {
+            self.unbind_join(id, k);
+        }
         let Some(c) = self.conns.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
-        let h = self
-            .keys
-            .pair(c.client.ip, c.client.port, c.service.ip, c.service.port);
+        self.release_cache(&c);
+        let h = self.keys.pair(
+            c.leg.client.ip,
+            c.leg.client.port,
+            c.leg.service.ip,
+            c.leg.service.port,
+        );
         if let Ok(e) = self.by_client.find_entry(h, |&i| i == id) {
             e.remove();
         }
@@ -434,7 +559,7 @@ impl<P: PacketBuf> Engine<P> {
             e.remove();
         }
         if matches!(c.state, State::SynSent | State::SynAckSent) {
-            self.pending_done(c.client.ip());
+            self.pending_done(c.leg.client.ip());
         }
         self.free.push(id);
     }
@@ -466,11 +591,14 @@ impl<P: PacketBuf> Engine<P> {
             // RFC 5382 REQ-5 / RFC 7857 §2.1: transitory.
             _ => self.cfg.transitory_idle,
         };
-        let t = c.last_activity + idle;
-        match c.rto_at.get() {
-            Some(r) if r < t => r,
-            _ => t,
+        let mut t = c.last_activity + idle;
+        if let Some(r) = c.rto_at.get() {
+            t = t.min(r);
         }
+        if let Some(r) = c.mp.as_ref().and_then(|m| m.tick_at.get()) {
+            t = t.min(r);
+        }
+        t
     }
 
     pub(crate) fn queue(&mut self, id: u32, tx: Tx) {
@@ -489,6 +617,18 @@ impl<P: PacketBuf> Engine<P> {
         }
         let at = now + c.rto(initial);
         c.rto_at = Deadline::at(at);
+        self.arm_at(id, at);
+    }
+
+    /// Makes sure the connection's timer fires by `at`: one live wheel entry per
+    /// connection (`wheel_at`), replaced only by an earlier one; a superseded
+    /// entry fires and is ignored.
+    pub(crate) fn arm_at(&mut self, id: u32, at: Instant) {
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.wheel_at.get().is_some_and(|t| t <= at) {
+            return;
+        }
+        c.wheel_at = Deadline::at(at);
         let g = c.generation;
         self.wheel.arm(id, g, at);
     }
@@ -508,16 +648,31 @@ impl<P: PacketBuf> Engine<P> {
         fired.clear();
         self.wheel.advance(now, |f| fired.push(f));
         for &f in &fired {
-            let Some(c) = self.conn(f.key) else { continue };
+            let Some(c) = self.conn_mut(f.key) else {
+                continue;
+            };
             if c.generation != f.generation {
                 continue;
             }
+            // A superseded entry (an earlier one was armed since): ignored.
+            if c.wheel_at.get().is_some_and(|t| t > now) {
+                continue;
+            }
+            c.wheel_at = Deadline::NONE;
             self.on_timer(f.key, now);
         }
         self.fired = fired;
     }
 
     fn on_timer(&mut self, id: u32, now: Instant) {
+        if self
+            .conn(id)
+            .and_then(|c| c.mp.as_ref())
+            .and_then(|m| m.tick_at.get())
+            .is_some_and(|t| t <= now)
+        {
+            self.mp_tick(now, id);
+        }
         let Some(c) = self.conn_mut(id) else { return };
         // Retransmission of our own bytes first.
         if let Some(at) = c.rto_at.get()
@@ -556,8 +711,7 @@ impl<P: PacketBuf> Engine<P> {
             }
             return;
         }
-        let g = c.generation;
-        self.wheel.arm(id, g, deadline);
+        self.arm_at(id, deadline);
     }
 
     /// Engine-originated items still unacknowledged.
@@ -569,12 +723,26 @@ impl<P: PacketBuf> Engine<P> {
             State::ReplyClose => {
                 if !c.reply_acked {
                     v.push(Tx::ClientSynAck);
-                } else if c.e_fin_sent {
+                } else if c.leg.e_fin_sent {
                     v.push(Tx::ClientFin);
                 }
             }
             // Our subflow FIN is retransmitted until the client acknowledges it.
-            State::TimeWait if c.e_fin_sent && !c.e_fin_acked => v.push(Tx::ClientFin),
+            State::TimeWait => {
+                if c.leg.e_fin_sent && !c.leg.e_fin_acked {
+                    v.push(Tx::ClientFin);
+                }
+                if let Some(m) = &c.mp {
+                    for (k, p) in m.paths.iter().enumerate().skip(1) {
+                        if p.state == crate::multipath::PathState::Active
+                            && p.leg.e_fin_sent
+                            && !p.leg.e_fin_acked
+                        {
+                            v.push(Tx::PathFin(k as u8));
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         if matches!(
@@ -603,6 +771,7 @@ impl<P: PacketBuf> Engine<P> {
             self.queue(id, Tx::ServerRst);
             if st != State::ClientGone {
                 self.queue(id, Tx::ClientRst);
+                self.rst_joins(id);
             }
             // Build the RSTs before the state goes: poll_transmit needs it, so keep
             // the entry until transmitted (TimeWait with no timers but the idle one).

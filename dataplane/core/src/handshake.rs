@@ -17,7 +17,7 @@ use hac_wire::mptcp::{MpCapableForm, MptcpOption};
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::Flags;
 
-use crate::conn::{Conn, Deadline, Handshake, REPLY_INLINE, Sock, State};
+use crate::conn::{Conn, Deadline, Handshake, Leg, REPLY_INLINE, Sock, State};
 use crate::drop::DropReason;
 use crate::engine::{Action, Engine, Port, Tx};
 use crate::packet::PacketBuf;
@@ -77,13 +77,29 @@ impl<P: PacketBuf> Engine<P> {
         now: Instant,
         seg: &Segment,
         pkt: &mut P,
-        existing: Option<u32>,
+        existing: Option<(u32, usize)>,
     ) -> Action {
+        if let Some((id, k)) = existing
+            && k > 0
+        {
+            // A retransmitted MP_JOIN SYN: our SYN-ACK again (RFC 8684 §3.2).
+            let pending = self.conn(id).and_then(|c| c.mp.as_ref()).is_some_and(|m| {
+                m.paths[k].state == crate::multipath::PathState::JoinPending
+                    && m.paths[k].leg.c_isn == seg.seq
+            });
+            if pending {
+                self.queue(id, Tx::JoinSynAck(k as u8));
+                self.counters.drop(DropReason::SynRetransmit);
+                return Action::Consumed;
+            }
+            return Action::Drop(DropReason::NoBinding);
+        }
+        let existing = existing.map(|(id, _)| id);
         if let Some(id) = existing {
             let Some(c) = self.conn(id) else {
                 return Action::Drop(DropReason::NoBinding);
             };
-            if c.c_isn == seg.seq {
+            if c.leg.c_isn == seg.seq {
                 // A retransmitted SYN (Linux resends it without the data): only now
                 // is the downstream SYN retransmitted (RFC 8803 §9.3, no amplification).
                 let tx = match c.state {
@@ -111,24 +127,20 @@ impl<P: PacketBuf> Engine<P> {
             return Action::Drop(DropReason::NoBinding);
         }
         let mut mp_capable = None;
-        let mut join = false;
+        let mut join = None;
         for o in seg.mptcp(pkt.data()) {
             match o {
                 Ok(MptcpOption::MpCapable(c)) if c.form == MpCapableForm::Syn => {
                     mp_capable = Some(c);
                 }
-                // Additional subflows are not accepted yet (the multipath issue): refuse
-                // the join at once rather than let the client retransmit its SYN
-                // (RFC 8684 §3.2: RST, with MP_TCPRST "administratively prohibited",
-                // §3.6; T = 0, do not retry). The connection goes on over its
-                // initial subflow.
-                Ok(MptcpOption::MpJoin(_)) => join = true,
+                // An additional subflow (RFC 8684 §3.2).
+                Ok(MptcpOption::MpJoin(j)) => join = Some(j),
                 Ok(_) => {}
                 Err(r) => return Action::Drop(r),
             }
         }
-        if join {
-            return self.reset_syn_with(seg, pkt, true);
+        if let Some(j) = join {
+            return self.join_syn(now, seg, pkt, j);
         }
         let data = pkt.data();
         // RFC 8684 §3.1: version 1 with a crypto proposal we support (H); otherwise
@@ -152,7 +164,7 @@ impl<P: PacketBuf> Engine<P> {
             mptcp.is_some_and(|c| c.flags.checksum_required()),
         );
         let syn_len = payload.len() as u32;
-        conn.syn_len = syn_len;
+        conn.leg.syn_len = syn_len;
         let req = match ConnectRequest::parse(payload) {
             Ok(r) => r,
             Err(ConvertError::TotalLengthZero) => {
@@ -288,19 +300,29 @@ impl<P: PacketBuf> Engine<P> {
             state: State::SynSent,
             mptcp,
             fallback: false,
-            client: Sock::new(seg.src, seg.sport),
-            service: Sock::new(seg.dst, seg.dport),
-            c_isn: seg.seq,
-            syn_len: 0,
-            e_isn,
-            c_ws: o.window_scale.map_or(0, |w| w.min(14)),
-            e_ws: 0,
-            c_mss: o.mss.unwrap_or(536),
-            c_sack: o.sack_permitted,
+            leg: Leg {
+                client: Sock::new(seg.src, seg.sport),
+                service: Sock::new(seg.dst, seg.dport),
+                c_isn: seg.seq,
+                syn_len: 0,
+                e_isn,
+                c_ws: o.window_scale.map_or(0, |w| w.min(14)),
+                e_ws: 0,
+                c_mss: o.mss.unwrap_or(536),
+                c_sack: o.sack_permitted,
+                ts: false,
+                c_ts_recent: o.timestamps.map_or(0, |t| t.0),
+                mapping: None,
+                c_rcv_nxt: seg.seq + 1,
+                c_ack_sent: seg.seq,
+                c_ssn_delta: 0,
+                e_snd_nxt: e_isn + 1,
+                c_subflow_fin: None,
+                e_fin_sent: false,
+                e_fin_acked: false,
+            },
             c_offered_ts: o.timestamps.is_some(),
             c_offered_ws: o.window_scale.is_some(),
-            ts: false,
-            c_ts_recent: o.timestamps.map_or(0, |t| t.0),
             local_key,
             local_idsn: if mptcp {
                 km.idsn
@@ -311,17 +333,10 @@ impl<P: PacketBuf> Engine<P> {
             client_key: 0,
             client_idsn: DataSeq(0),
             csum: mptcp && (csum || self.cfg.dss_checksum),
-            mapping: None,
             c_dsn_nxt: DataSeq(0),
-            c_rcv_nxt: seg.seq + 1,
-            c_ack_sent: seg.seq,
-            c_ssn_delta: 0,
             c_data_ack: DataSeq(0),
             c_win: 65535,
-            e_snd_nxt: e_isn + 1,
-            c_subflow_fin: None,
-            e_fin_sent: false,
-            e_fin_acked: false,
+            mp: None,
             pool: Sock::UNSPECIFIED,
             server: Sock::UNSPECIFIED,
             p_isn,
@@ -344,6 +359,7 @@ impl<P: PacketBuf> Engine<P> {
             c_fin: None,
             s_fin: None,
             last_activity: now,
+            wheel_at: Deadline::NONE,
             rto_at: Deadline::NONE,
             rto_shift: 0,
             retries: 0,
@@ -464,9 +480,9 @@ impl<P: PacketBuf> Engine<P> {
         conn.mptcp = false;
         conn.csum = false;
         // A plain SYN-ACK: the client leg's options need no server.
-        conn.ts = conn.c_offered_ts;
-        conn.s_mss = self.mss_for(conn.client.ip());
-        conn.local_idsn = DataSeq(u64::from(conn.e_isn.0));
+        conn.leg.ts = conn.c_offered_ts;
+        conn.s_mss = self.mss_for(conn.leg.client.ip());
+        conn.local_idsn = DataSeq(u64::from(conn.leg.e_isn.0));
         conn.c_data_ack = conn.local_idsn;
         match self.insert(conn, now) {
             Some(id) => {
@@ -486,17 +502,68 @@ impl<P: PacketBuf> Engine<P> {
     /// RST in answer to a SYN, optionally carrying MP_TCPRST "administratively
     /// prohibited" (RFC 8684 §3.6).
     fn reset_syn_with(&mut self, seg: &Segment, pkt: &mut P, tcprst: bool) -> Action {
+        let reason = tcprst.then_some(hac_wire::mptcp::TcpRstReason::AdministrativelyProhibited);
+        self.reset_with(seg, pkt, reason)
+    }
+
+    /// RST + MP_TCPRST with `reason` in answer to a (join) SYN (RFC 8684 §3.2, §3.6;
+    /// T = 0: the client should not retry).
+    pub(crate) fn reset_syn_reason(
+        &mut self,
+        seg: &Segment,
+        pkt: &mut P,
+        reason: hac_wire::mptcp::TcpRstReason,
+    ) -> Action {
+        self.reset_with(seg, pkt, Some(reason))
+    }
+
+    /// RST + MP_TCPRST answering a non-SYN segment (a join's bad third ACK): at the
+    /// sequence it acknowledges (RFC 9293 §3.10.7.1).
+    pub(crate) fn reset_segment(
+        &mut self,
+        seg: &Segment,
+        pkt: &mut P,
+        reason: hac_wire::mptcp::TcpRstReason,
+    ) -> Action {
+        let mut opt = [0u8; 4];
+        let n = hac_wire::mptcp::MpTcpRstRepr {
+            flags: hac_wire::mptcp::MpTcpRstFlags(0),
+            reason,
+        }
+        .emit(&mut opt)
+        .unwrap_or(0);
+        let out = crate::emit::TcpOut {
+            src: seg.dst_sock(),
+            dst: seg.src_sock(),
+            seq: seg.ack,
+            ack: SeqNum(0),
+            flags: Flags::RST,
+            window: 0,
+            options: &opt[..n],
+        };
+        if self.write_in_place(pkt, seg, &out, 0, hac_wire::checksum::Checksum::new()) {
+            Action::Forward(Port::Access)
+        } else {
+            Action::Drop(DropReason::NoRoom)
+        }
+    }
+
+    fn reset_with(
+        &mut self,
+        seg: &Segment,
+        pkt: &mut P,
+        reason: Option<hac_wire::mptcp::TcpRstReason>,
+    ) -> Action {
         let ack = seg.seq + 1 + seg.payload_len() as u32;
         let mut opt = [0u8; 4];
-        let n = if tcprst {
-            hac_wire::mptcp::MpTcpRstRepr {
+        let n = match reason {
+            Some(reason) => hac_wire::mptcp::MpTcpRstRepr {
                 flags: hac_wire::mptcp::MpTcpRstFlags(0),
-                reason: hac_wire::mptcp::TcpRstReason::AdministrativelyProhibited,
+                reason,
             }
             .emit(&mut opt)
-            .unwrap_or(0)
-        } else {
-            0
+            .unwrap_or(0),
+            None => 0,
         };
         let out = crate::emit::TcpOut {
             src: seg.dst_sock(),
@@ -541,23 +608,23 @@ impl<P: PacketBuf> Engine<P> {
             let c = self.conn_mut(id).expect("checked above");
             c.s_isn = seg.seq;
             c.s_mss = o.mss.unwrap_or(536);
-            c.s_sack = o.sack_permitted && c.c_sack;
+            c.s_sack = o.sack_permitted && c.leg.c_sack;
             // RFC 7323: timestamps on both legs or neither (the engine owns both).
-            c.ts = o.timestamps.is_some() && c.c_offered_ts;
+            c.leg.ts = o.timestamps.is_some() && c.c_offered_ts;
             if let Some((tsval, _)) = o.timestamps {
                 c.s_ts_recent = tsval;
             }
             // Window scale: scaling on the server leg iff both SYNs carried it.
             if let (Some(ws), true) = (o.window_scale, c.c_offered_ws) {
                 c.s_ws = ws.min(14);
-                c.p_ws = c.c_ws;
-                c.e_ws = c.s_ws;
+                c.p_ws = c.leg.c_ws;
+                c.leg.e_ws = c.s_ws;
             } else {
                 c.s_ws = 0;
                 c.p_ws = 0;
-                c.e_ws = 0;
+                c.leg.e_ws = 0;
                 if !c.c_offered_ws {
-                    c.c_ws = 0;
+                    c.leg.c_ws = 0;
                 }
             }
             c.s_win = u32::from(seg.window) << c.s_ws.min(14);
@@ -574,7 +641,7 @@ impl<P: PacketBuf> Engine<P> {
                 c.set_reply(&reply, now);
             }
         }
-        let client_ip = self.conn(id).map(|c| c.client.ip());
+        let client_ip = self.conn(id).map(|c| c.leg.client.ip());
         if let Some(ip) = client_ip {
             self.pending_done(ip);
         }
@@ -598,7 +665,9 @@ impl<P: PacketBuf> Engine<P> {
         code: ErrorCode,
         value: u8,
     ) -> Action {
-        let Some((pool, client, ts)) = self.conn(id).map(|c| (c.pool, c.client, c.c_offered_ts))
+        let Some((pool, client, ts)) = self
+            .conn(id)
+            .map(|c| (c.pool, c.leg.client, c.c_offered_ts))
         else {
             return Action::Consumed;
         };
@@ -620,11 +689,11 @@ impl<P: PacketBuf> Engine<P> {
         c.state = State::ReplyClose;
         c.mptcp = false;
         c.csum = false;
-        c.ts = ts;
+        c.leg.ts = ts;
         c.s_mss = mss;
-        c.e_ws = 0;
+        c.leg.e_ws = 0;
         c.drop_held_syn();
-        c.local_idsn = DataSeq(u64::from(c.e_isn.0));
+        c.local_idsn = DataSeq(u64::from(c.leg.e_isn.0));
         c.c_data_ack = c.local_idsn;
         self.queue(id, Tx::ClientSynAck);
         self.arm_rto(id, now);
@@ -661,7 +730,10 @@ impl<P: PacketBuf> Engine<P> {
         let Some(c) = self.conn(id) else {
             return Err(DropReason::NoBinding);
         };
-        if !seg.flags.ack() || seg.ack.diff(c.e_isn + 1) < 0 || seg.ack.diff(c.e_snd_nxt) > 0 {
+        if !seg.flags.ack()
+            || seg.ack.diff(c.leg.e_isn + 1) < 0
+            || seg.ack.diff(c.leg.e_snd_nxt) > 0
+        {
             return Err(DropReason::OutOfWindow);
         }
         let mut key = None;

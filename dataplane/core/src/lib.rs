@@ -13,6 +13,7 @@ mod emit;
 pub mod engine;
 mod handshake;
 mod icmp;
+mod multipath;
 pub mod packet;
 pub mod pool;
 mod segment;
@@ -22,7 +23,7 @@ pub mod timer;
 mod translate;
 mod transmit;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, Scheduler};
 pub use conn::State;
 pub use drop::{Counters, DropReason};
 pub use engine::{Action, Engine, Port, Transmit, owner_of};

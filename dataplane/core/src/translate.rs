@@ -13,6 +13,7 @@ use crate::conn::{ClientMapping, Conn, Deadline, MAX_HELD_SERVER, State};
 use crate::drop::DropReason;
 use crate::emit::{TcpOut, pad_nop, payload_sum_from_checksum, write_ts};
 use crate::engine::{Action, Engine, Port, Tx};
+use crate::multipath::PathState;
 use crate::packet::PacketBuf;
 use crate::segment::Segment;
 use crate::time::Instant;
@@ -30,11 +31,47 @@ pub(crate) fn rescale(bytes: u32, shift: u8) -> u16 {
 
 impl<P: PacketBuf> Engine<P> {
     /// Client → server.
-    pub(crate) fn upstream(&mut self, now: Instant, id: u32, seg: &Segment, pkt: &mut P) -> Action {
+    pub(crate) fn upstream(
+        &mut self,
+        now: Instant,
+        id: u32,
+        k: usize,
+        seg: &Segment,
+        pkt: &mut P,
+    ) -> Action {
         let Some(state) = self.conn(id).map(|c| c.state) else {
             return Action::Drop(DropReason::NoBinding);
         };
+        let path_state = self
+            .conn(id)
+            .and_then(|c| c.mp.as_ref())
+            .map(|m| m.paths[k].state);
+        if k > 0 || path_state == Some(PathState::Removed) {
+            match path_state {
+                Some(PathState::JoinPending) => {
+                    if seg.flags.rst() {
+                        self.remove_path(now, id, k);
+                        return Action::Consumed;
+                    }
+                    return self.join_ack(now, id, k, seg, pkt);
+                }
+                Some(PathState::Removed) => return Action::Drop(DropReason::Closed),
+                _ => {}
+            }
+        }
         if seg.flags.rst() {
+            let fastclose = self.is_fastclose(id, seg, pkt);
+            let others = self.conn(id).and_then(|c| c.mp.as_ref()).is_some_and(|m| {
+                m.paths
+                    .iter()
+                    .enumerate()
+                    .any(|(i, p)| i != k && p.state == PathState::Active)
+            });
+            if !fastclose && state == State::Established && (k > 0 || others) {
+                // One subflow closed (RFC 8684 §3.3.6): its data moves to the others.
+                self.remove_path(now, id, k);
+                return Action::Consumed;
+            }
             return self.client_rst(now, id, seg, pkt);
         }
         let handshake_ack = state == State::SynAckSent;
@@ -52,7 +89,11 @@ impl<P: PacketBuf> Engine<P> {
         let data = pkt.data();
         let c = self.conn(id).expect("present");
         let mptcp = c.mptcp && !c.fallback;
+        let bonded = c.bonded();
+        let leg = *c.legk(k);
         let payload_len = seg.payload_len() as u32;
+        let mut prio: Option<bool> = None;
+        let mut removed: [Option<u8>; 8] = [None; 8];
         // ---- MPTCP options (RFC 8684 §3.3) ----
         let mut dss: Option<DssRepr> = None;
         let mut implicit: Option<(u16, Option<u16>)> = None;
@@ -68,12 +109,18 @@ impl<P: PacketBuf> Engine<P> {
                             implicit = Some((data_len, checksum));
                         }
                     }
+                    Ok(MptcpOption::MpPrio(p)) => prio = Some(p.backup),
+                    Ok(MptcpOption::RemoveAddr(r)) => {
+                        for (slot, id) in removed.iter_mut().zip(r.addr_ids.iter()) {
+                            *slot = Some(*id);
+                        }
+                    }
                     Ok(_) => {}
                     Err(r) => return Action::Drop(r),
                 }
             }
         }
-        let base = c.c_isn + 1 + c.syn_len;
+        let base = leg.c_isn + 1 + leg.syn_len;
         let rel = seg.seq.0.wrapping_sub(base.0).wrapping_add(1); // relative SSN
         // Where this segment's payload sits in the client's data stream (index 0 =
         // first byte after the SYN data).
@@ -103,7 +150,7 @@ impl<P: PacketBuf> Engine<P> {
                         let c = self.conn_mut(id).expect("present");
                         c.fallback = true;
                         self.counters.fallbacks += 1;
-                        return self.upstream(now, id, seg, pkt);
+                        return self.upstream(now, id, k, seg, pkt);
                     }
                     let dsn = m.dsn.expand(c.c_dsn_nxt);
                     if d.data_fin && m.ssn == 0 && m.data_len == 1 {
@@ -122,7 +169,7 @@ impl<P: PacketBuf> Engine<P> {
                     }
                 }
             }
-            let map = new_mapping.or(c.mapping);
+            let map = new_mapping.or(leg.mapping);
             if let Some(m) = map {
                 let fin_len = u32::from(m.data_fin);
                 if payload_len > 0 {
@@ -153,16 +200,23 @@ impl<P: PacketBuf> Engine<P> {
                 c_fin = Some(u + u64::from(payload_len));
             }
             // Plain leg: the subflow ACK is the data-level ACK of our bytes.
-            data_ack = Some(c.local_idsn + u64::from(seg.ack.0.wrapping_sub(c.e_isn.0)));
+            data_ack = Some(c.local_idsn + u64::from(seg.ack.0.wrapping_sub(leg.e_isn.0)));
         }
         // A client subflow FIN that is not a DATA_FIN closes the subflow only: the
         // engine acknowledges it (RFC 8684 §3.3.3).
         let subflow_fin = mptcp && seg.flags.fin();
         // ---- state updates ----
+        // A DATA_ACK may only acknowledge what we sent (+1 for a DATA_FIN).
+        let sent_max = match &c.mp {
+            Some(m) if bonded => c.e_dsn(m.fwd_end) + 1,
+            _ => c.local_idsn + u64::from(c.leg.e_snd_nxt.0.wrapping_sub(c.leg.e_isn.0)) + 1,
+        };
+        let client_idsn = c.client_idsn;
         let c = self.conn_mut(id).expect("present");
         if let Some(m) = new_mapping {
-            c.mapping = Some(m);
-            c.c_ssn_delta = i64::from(m.ssn) - m.dsn.diff(c.client_idsn);
+            let l = c.legk_mut(k);
+            l.mapping = Some(m);
+            l.c_ssn_delta = i64::from(m.ssn) - m.dsn.diff(client_idsn);
             let end = m.dsn + u64::from(m.len);
             if end.diff(c.c_dsn_nxt) > 0 {
                 c.c_dsn_nxt = end;
@@ -172,14 +226,13 @@ impl<P: PacketBuf> Engine<P> {
         // takes a sequence number the server's ACK of it must reach (RFC 9293
         // §3.4); on an MPTCP leg the subflow FIN is acked via `c_subflow_fin`.
         let end = seg.seq + payload_len + u32::from(!mptcp && seg.flags.fin());
-        if end.diff(c.c_rcv_nxt) > 0 {
-            c.c_rcv_nxt = end;
+        let l = c.legk_mut(k);
+        if end.diff(l.c_rcv_nxt) > 0 {
+            l.c_rcv_nxt = end;
         }
         if subflow_fin {
-            c.c_subflow_fin = Some(seg.seq + payload_len);
+            l.c_subflow_fin = Some(seg.seq + payload_len);
         }
-        // A DATA_ACK may only acknowledge what we sent (+1 for a DATA_FIN).
-        let sent_max = c.local_idsn + u64::from(c.e_snd_nxt.0.wrapping_sub(c.e_isn.0)) + 1;
         if let Some(a) = data_ack
             && a.diff(c.c_data_ack) > 0
             && a.diff(sent_max) <= 0
@@ -198,38 +251,76 @@ impl<P: PacketBuf> Engine<P> {
         if let Some(f) = c_fin {
             c.c_fin = Some(f);
         }
-        if c.e_fin_sent
-            && !c.e_fin_acked
-            && c.s_fin.is_some_and(|f| seg.ack.diff(c.e_seq(f) + 1) >= 0)
-        {
-            c.e_fin_acked = true;
+        let fin_acked = if bonded {
+            let l = c.legk(k);
+            l.e_fin_sent && !l.e_fin_acked && seg.ack.diff(l.e_snd_nxt) >= 0
+        } else {
+            c.leg.e_fin_sent
+                && !c.leg.e_fin_acked
+                && c.s_fin.is_some_and(|f| seg.ack.diff(c.e_seq(f) + 1) >= 0)
+        };
+        if fin_acked {
+            c.legk_mut(k).e_fin_acked = true;
             if c.reply_acked && !c.has_held_syn() {
                 c.rto_at = Deadline::NONE;
             }
         }
         if let Some((tsval, _)) = seg.opts.timestamps {
-            c.c_ts_recent = tsval;
+            c.legk_mut(k).c_ts_recent = tsval;
         }
-        c.c_win = u32::from(seg.window) << c.c_ws.min(14);
+        c.c_win = u32::from(seg.window) << leg.c_ws.min(14);
+        if let Some(m) = c.mp.as_mut() {
+            if payload_len > 0 || data_ack.is_some() {
+                m.last_up = k;
+            }
+            if let Some(b) = prio {
+                m.paths[k].backup = b;
+            }
+        }
         c.release_handshake();
         let closed = c.data_closed();
         if subflow_fin {
-            self.queue(id, Tx::ClientAck);
+            self.queue(
+                id,
+                if k == 0 {
+                    Tx::ClientAck
+                } else {
+                    Tx::PathAck(k as u8)
+                },
+            );
         }
         if closed {
             self.finish(id, now);
+        }
+        if bonded {
+            self.mp_on_ack(now, id, k, seg, pkt.data());
+            for r in removed.iter().flatten() {
+                let hit = self.conn(id).and_then(|c| c.mp.as_ref()).and_then(|m| {
+                    m.paths
+                        .iter()
+                        .position(|p| p.addr_id == *r && p.state == PathState::Active)
+                });
+                if let Some(j) = hit {
+                    self.remove_path(now, id, j);
+                }
+            }
         }
         let c = self.conn(id).expect("present");
         // Nothing for the server: a pure subflow FIN, or a duplicate ACK carrying
         // only MPTCP signalling.
         let ack = c.server_ack_from_data_ack(c.c_data_ack);
-        let window = rescale(c.c_win, c.p_ws);
-        // Duplicate ACKs are forwarded (the server's fast retransmit needs them); only
-        // the handshake ACK and subflow-only signals stop here.
-        if payload_len == 0
-            && !fin_out
-            && (subflow_fin || (handshake_ack && ack == c.p_ack_sent && window == c.p_win_sent))
-        {
+        let window = if bonded {
+            self.mp_server_window(id, ack)
+        } else {
+            rescale(c.c_win, c.p_ws)
+        };
+        let c = self.conn(id).expect("present");
+        // Duplicate ACKs are forwarded on a single subflow (the server's fast
+        // retransmit needs them); a bonded connection repairs access losses itself,
+        // so its duplicates (mostly multipath reordering) stop here (R3). The
+        // handshake ACK and subflow-only signals stop here too.
+        let dup = ack == c.p_ack_sent && window == c.p_win_sent;
+        if payload_len == 0 && !fin_out && (subflow_fin || ((handshake_ack || bonded) && dup)) {
             return Action::Consumed;
         }
         // ---- rewrite toward the server ----
@@ -247,7 +338,7 @@ impl<P: PacketBuf> Engine<P> {
             flags |= Flags::FIN;
         }
         let mut opt_buf = [0u8; 40];
-        let mut n = if c.ts {
+        let mut n = if c.leg.ts {
             write_ts(&mut opt_buf, c.tsval(now), c.s_ts_recent)
         } else {
             0
@@ -256,6 +347,7 @@ impl<P: PacketBuf> Engine<P> {
         // our subflow space toward it, the server wants its own space (up to 3 blocks
         // fit behind the timestamps).
         if c.s_sack
+            && !bonded
             && let Some(blocks) = sack_blocks(seg, pkt.data())
         {
             n = write_sack(
@@ -360,6 +452,9 @@ impl<P: PacketBuf> Engine<P> {
         if closed {
             self.finish(id, now);
         }
+        if self.conn(id).is_some_and(Conn::bonded) {
+            return self.mp_downstream(now, id, seg, pkt);
+        }
         let c = self.conn(id).expect("present");
         let mptcp = c.mptcp && !c.fallback;
         // The server's FIN becomes a DATA_FIN: one octet of data sequence space but
@@ -379,8 +474,8 @@ impl<P: PacketBuf> Engine<P> {
         let mut opt_buf = [0u8; 40];
         let opt_len = {
             let mut n = 0;
-            if c.ts {
-                n = write_ts(&mut opt_buf, c.tsval(now), c.c_ts_recent);
+            if c.leg.ts {
+                n = write_ts(&mut opt_buf, c.tsval(now), c.leg.c_ts_recent);
             }
             if mptcp {
                 let mapping = (payload_len > 0 || fin).then(|| {
@@ -389,7 +484,7 @@ impl<P: PacketBuf> Engine<P> {
                     let ssn = if payload_len == 0 {
                         0
                     } else {
-                        seq.0.wrapping_sub(c.e_isn.0)
+                        seq.0.wrapping_sub(c.leg.e_isn.0)
                     };
                     let dsn = c.e_dsn(v);
                     Mapping {
@@ -436,12 +531,12 @@ impl<P: PacketBuf> Engine<P> {
             pad_nop(&mut opt_buf, n)
         };
         let out = TcpOut {
-            src: c.service,
-            dst: c.client,
+            src: c.leg.service,
+            dst: c.leg.client,
             seq,
             ack,
             flags,
-            window: rescale(c.s_win, c.e_ws),
+            window: rescale(c.s_win, c.leg.e_ws),
             options: &opt_buf[..opt_len],
         };
         // Only what occupies subflow sequence space moves our send edge: payload,
@@ -450,16 +545,24 @@ impl<P: PacketBuf> Engine<P> {
         let plain_fin = fin && !mptcp;
         let end = seq + payload_len + u32::from(plain_fin);
         let c = self.conn_mut(id).expect("present");
-        if (payload_len > 0 || plain_fin) && end.diff(c.e_snd_nxt) > 0 {
-            c.e_snd_nxt = end;
+        if (payload_len > 0 || plain_fin) && end.diff(c.leg.e_snd_nxt) > 0 {
+            c.leg.e_snd_nxt = end;
         }
-        if ack.diff(c.c_ack_sent) > 0 {
-            c.c_ack_sent = ack;
+        if ack.diff(c.leg.c_ack_sent) > 0 {
+            c.leg.c_ack_sent = ack;
         }
         if !self.write_in_place(pkt, seg, &out, payload_len as usize, psum) {
             return Action::Drop(DropReason::NoRoom);
         }
         Action::Forward(Port::Access)
+    }
+
+    /// Whether a client RST carries MP_FASTCLOSE with our key (RFC 8684 §3.5).
+    fn is_fastclose(&self, id: u32, seg: &Segment, pkt: &P) -> bool {
+        let Some(c) = self.conn(id) else { return false };
+        seg.mptcp(pkt.data()).any(|o| {
+            matches!(o, Ok(MptcpOption::MpFastclose(MpFastcloseRepr { receiver_key })) if receiver_key == c.local_key)
+        })
     }
 
     /// Client RST: MP_FASTCLOSE (our key) resets the connection (RFC 8684 §3.5); a
@@ -514,16 +617,21 @@ impl<P: PacketBuf> Engine<P> {
             0
         };
         let out = TcpOut {
-            src: c.service,
-            dst: c.client,
-            seq: c.e_snd_nxt,
-            ack: c.c_rcv_nxt,
+            src: c.leg.service,
+            dst: c.leg.client,
+            seq: c.leg.e_snd_nxt,
+            ack: c.leg.c_rcv_nxt,
             flags: Flags::RST | Flags::ACK,
             window: 0,
             options: &opt[..opt_len],
         };
         let ok = self.write_in_place(pkt, seg, &out, 0, Checksum::new());
-        self.remove(id, now);
+        if self.rst_joins(id) {
+            // The joins' RSTs are built from the state: it goes once they are out.
+            self.abort_after_rsts(id);
+        } else {
+            self.remove(id, now);
+        }
         if ok {
             Action::Forward(Port::Access)
         } else {
@@ -531,24 +639,52 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
+    /// Queues RST + MP_FASTCLOSE on every active joined subflow (RFC 8684 §3.5,
+    /// option R). Returns whether any was queued.
+    pub(crate) fn rst_joins(&mut self, id: u32) -> bool {
+        let Some(c) = self.conn(id) else { return false };
+        let Some(m) = c.mp.as_ref() else { return false };
+        let ks: Vec<usize> = (1..m.paths.len())
+            .filter(|&k| m.paths[k].state == PathState::Active)
+            .collect();
+        for &k in &ks {
+            self.queue(id, Tx::PathRst(k as u8));
+        }
+        !ks.is_empty()
+    }
+
+    /// Keeps a connection only until its queued RSTs are built (no timers but idle).
+    fn abort_after_rsts(&mut self, id: u32) {
+        if let Some(c) = self.conn_mut(id) {
+            c.state = State::TimeWait;
+            c.rto_at = Deadline::NONE;
+            c.leg.e_fin_sent = true;
+            c.leg.e_fin_acked = true;
+            if let Some(m) = c.mp.as_mut() {
+                m.paths[0].state = PathState::Removed;
+            }
+        }
+        self.unbind_server(id);
+    }
+
     /// Client input after an ending reply: once it is acknowledged, FIN; the
     /// client resets (RFC 8803 §6.2.8) or closes.
     fn reply_close_input(&mut self, now: Instant, id: u32, seg: &Segment) -> Action {
         let c = self.conn_mut(id).expect("present");
-        let end = c.e_isn + 1 + c.reply_len();
+        let end = c.leg.e_isn + 1 + c.reply_len();
         if seg.flags.ack() && seg.ack.diff(end) >= 0 && !c.reply_acked {
             c.reply_acked = true;
             c.rto_at = Deadline::NONE;
-            c.e_fin_sent = true;
+            c.leg.e_fin_sent = true;
             self.queue(id, Tx::ClientFin);
             self.arm_rto(id, now);
         }
         let c = self.conn(id).expect("present");
-        if seg.flags.ack() && c.e_fin_sent && seg.ack.diff(end + 1) >= 0 {
+        if seg.flags.ack() && c.leg.e_fin_sent && seg.ack.diff(end + 1) >= 0 {
             if seg.flags.fin() {
                 let c = self.conn_mut(id).expect("present");
-                c.c_subflow_fin = Some(seg.seq + seg.payload_len() as u32);
-                c.c_rcv_nxt = seg.seq + seg.payload_len() as u32 + 1;
+                c.leg.c_subflow_fin = Some(seg.seq + seg.payload_len() as u32);
+                c.leg.c_rcv_nxt = seg.seq + seg.payload_len() as u32 + 1;
                 self.queue(id, Tx::ClientAck);
             }
             if let Some(c) = self.conn_mut(id) {
@@ -566,9 +702,30 @@ impl<P: PacketBuf> Engine<P> {
             return;
         }
         c.state = State::TimeWait;
-        if c.mptcp && !c.fallback && !c.e_fin_sent {
-            c.e_fin_sent = true;
-            self.queue(id, Tx::ClientFin);
+        if c.mptcp && !c.fallback && !c.leg.e_fin_sent {
+            let path0_open =
+                c.mp.as_ref()
+                    .is_none_or(|m| m.paths[0].state == PathState::Active);
+            if path0_open {
+                c.leg.e_fin_sent = true;
+                self.queue(id, Tx::ClientFin);
+            }
+            // Every joined subflow is closed too (RFC 8684 §3.3.3).
+            let n = self
+                .conn(id)
+                .and_then(|c| c.mp.as_ref())
+                .map_or(0, |m| m.paths.len());
+            for k in 1..n {
+                let c = self.conn_mut(id).expect("present");
+                let active =
+                    c.mp.as_ref()
+                        .is_some_and(|m| m.paths[k].state == PathState::Active);
+                let l = c.legk_mut(k);
+                if active && !l.e_fin_sent {
+                    l.e_fin_sent = true;
+                    self.queue(id, Tx::PathFin(k as u8));
+                }
+            }
             // Our subflow FIN is ours to deliver: retransmitted until acked
             // (RFC 9293 §3.10.4, RFC 8684 §3.3.3).
             self.arm_rto(id, now);
@@ -620,7 +777,10 @@ fn _assert_conn_is_send<P: Send>(c: Conn<P>) -> impl Send {
 }
 
 /// The SACK blocks of a segment, if it carries a well-formed SACK option.
-fn sack_blocks<'a>(seg: &Segment, pkt: &'a [u8]) -> Option<hac_wire::tcp_options::SackBlocks<'a>> {
+pub(crate) fn sack_blocks<'a>(
+    seg: &Segment,
+    pkt: &'a [u8],
+) -> Option<hac_wire::tcp_options::SackBlocks<'a>> {
     let raw = seg.opts.sack?.slice(seg.options(pkt))?;
     match hac_wire::tcp_options::TcpOption::parse(raw) {
         Ok(hac_wire::tcp_options::TcpOption::Sack(b)) if !b.is_empty() => Some(b),

@@ -26,19 +26,40 @@ impl<P: PacketBuf> Engine<P> {
         tx: Tx,
         buf: &mut [u8],
     ) -> Option<Transmit> {
-        if tx == Tx::HeldServer {
-            return self.build_held(now, id, buf);
+        match tx {
+            Tx::HeldServer => return self.build_held(now, id, buf),
+            Tx::Repair(k, s) => return self.build_cached(now, id, usize::from(k), s, false, buf),
+            Tx::Reinject(k, s) => return self.build_cached(now, id, usize::from(k), s, true, buf),
+            Tx::PathFin(_) | Tx::ClientFin if self.conn(id)?.bonded() => {
+                // Our FIN's place on that subflow is fixed by its first transmission.
+                let k = if let Tx::PathFin(k) = tx {
+                    usize::from(k)
+                } else {
+                    0
+                };
+                let c = self.conn_mut(id)?;
+                let nxt = c.legk(k).e_snd_nxt;
+                let m = c.mp.as_mut()?;
+                if m.paths[k].fin_seq.is_none() {
+                    m.paths[k].fin_seq = Some(nxt);
+                }
+            }
+            _ => {}
         }
+        let kk = match tx {
+            Tx::JoinSynAck(k) | Tx::PathAck(k) | Tx::PathFin(k) | Tx::PathRst(k) => usize::from(k),
+            _ => 0,
+        };
         let c = self.conn(id)?;
         let mut ob = [0u8; 40];
         let mut b = OptionsBuilder::new(&mut ob);
         let ts_client = |b: &mut OptionsBuilder<'_>| {
-            if c.ts {
+            if c.leg.ts {
                 let _ = b.push(&TcpOption::NoOperation);
                 let _ = b.push(&TcpOption::NoOperation);
                 let _ = b.push(&TcpOption::Timestamps {
                     tsval: c.tsval(now),
-                    tsecr: c.c_ts_recent,
+                    tsecr: c.leg.c_ts_recent,
                 });
             }
         };
@@ -71,15 +92,16 @@ impl<P: PacketBuf> Engine<P> {
                 // MSS clamped so that server segments still fit toward the client once
                 // the DSS (and timestamps, on both legs or neither) are added.
                 let mss = c
+                    .leg
                     .c_mss
                     .min(self.mss_for(c.server.ip()))
                     .saturating_sub(if c.mptcp { DSS_ROOM } else { 0 });
                 push_syn_options(
                     &mut b,
                     mss.max(536),
-                    c.c_sack,
+                    c.leg.c_sack,
                     c.c_offered_ts.then(|| (c.tsval(now), 0)),
-                    c.c_offered_ws.then_some(c.c_ws),
+                    c.c_offered_ws.then_some(c.leg.c_ws),
                 );
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
@@ -87,7 +109,7 @@ impl<P: PacketBuf> Engine<P> {
                     (c.p_isn, SeqNum(0), Flags::SYN, u16::MAX, &[]);
             }
             Tx::ServerAck => {
-                if c.ts {
+                if c.leg.ts {
                     let _ = b.push(&TcpOption::NoOperation);
                     let _ = b.push(&TcpOption::NoOperation);
                     let _ = b.push(&TcpOption::Timestamps {
@@ -126,14 +148,14 @@ impl<P: PacketBuf> Engine<P> {
                 (seq, ack, flags, window, payload) = (s0, c.s_isn + 1, f, win, app);
             }
             Tx::ClientSynAck => {
-                let mss = c.s_mss.min(self.mss_for(c.client.ip()));
+                let mss = c.s_mss.min(self.mss_for(c.leg.client.ip()));
                 let full = c.state != State::ReplyClose;
                 push_syn_options(
                     &mut b,
                     mss,
                     c.s_sack && full,
-                    c.ts.then(|| (c.tsval(now), c.c_ts_recent)),
-                    (c.c_offered_ws && full).then_some(c.e_ws),
+                    c.leg.ts.then(|| (c.tsval(now), c.leg.c_ts_recent)),
+                    (c.c_offered_ws && full).then_some(c.leg.e_ws),
                 );
                 let reply: &[u8] = if c.mptcp {
                     let flags = MpCapableFlags(
@@ -156,16 +178,16 @@ impl<P: PacketBuf> Engine<P> {
                     c.reply()
                 };
                 port = Port::Access;
-                (out_src, out_dst) = (c.service, c.client);
+                (out_src, out_dst) = (c.leg.service, c.leg.client);
                 // Acknowledge the whole SYN payload (brief §6.7).
                 let win = if c.state == State::ReplyClose {
                     1024
                 } else {
-                    rescale(c.s_win, c.e_ws)
+                    rescale(c.s_win, c.leg.e_ws)
                 };
                 (seq, ack, flags, window, payload) = (
-                    c.e_isn,
-                    c.c_isn + 1 + c.syn_len,
+                    c.leg.e_isn,
+                    c.leg.c_isn + 1 + c.leg.syn_len,
                     Flags::SYN | Flags::ACK,
                     win,
                     reply,
@@ -193,38 +215,122 @@ impl<P: PacketBuf> Engine<P> {
                     false,
                 );
                 port = Port::Access;
-                (out_src, out_dst) = (c.service, c.client);
+                (out_src, out_dst) = (c.leg.service, c.leg.client);
                 (seq, ack, flags, window, payload) = (
-                    c.e_isn + 1,
+                    c.leg.e_isn + 1,
                     c.subflow_ack_to_client(),
                     Flags::ACK | Flags::PSH,
-                    rescale(c.s_win, c.e_ws),
+                    rescale(c.s_win, c.leg.e_ws),
                     c.reply(),
                 );
             }
-            Tx::ClientAck | Tx::ClientFin => {
-                ts_client(&mut b);
+            Tx::ClientAck | Tx::ClientFin | Tx::PathAck(_) | Tx::PathFin(_) => {
+                let leg = c.legk(kk);
+                if leg.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: leg.c_ts_recent,
+                    });
+                }
                 dss_ack(&mut b, None, false);
                 port = Port::Access;
-                (out_src, out_dst) = (c.service, c.client);
-                let fin = tx == Tx::ClientFin;
-                let seq0 = match (c.state, c.s_fin) {
-                    (State::ReplyClose, _) => c.e_isn + 1 + c.reply_len(),
+                (out_src, out_dst) = (leg.service, leg.client);
+                let fin = matches!(tx, Tx::ClientFin | Tx::PathFin(_));
+                let seq0 = match (&c.mp, c.state, c.s_fin) {
+                    (Some(m), _, _) if c.bonded() && fin => {
+                        m.paths[kk].fin_seq.unwrap_or(leg.e_snd_nxt)
+                    }
+                    (Some(_), _, _) if c.bonded() => leg.e_snd_nxt,
+                    (_, State::ReplyClose, _) => c.leg.e_isn + 1 + c.reply_len(),
                     // Our subflow FIN sits right after the data, where the
                     // DATA_FIN was mapped (a retransmission keeps that place).
-                    (_, Some(f)) if fin => c.e_seq(f),
-                    _ => c.e_snd_nxt,
+                    (_, _, Some(f)) if fin => c.e_seq(f),
+                    _ => c.leg.e_snd_nxt,
                 };
                 let f = if fin {
                     Flags::ACK | Flags::FIN
                 } else {
                     Flags::ACK
                 };
+                (seq, ack, flags, window, payload) =
+                    (seq0, c.subflow_ack(kk), f, rescale(c.s_win, leg.e_ws), &[]);
+            }
+            Tx::JoinSynAck(_) => {
+                let leg = c.legk(kk);
+                let p = &c.mp.as_ref()?.paths[kk];
+                let mss = c.s_mss.min(self.mss_for(leg.client.ip()));
+                push_syn_options(
+                    &mut b,
+                    mss,
+                    leg.c_sack && c.s_sack,
+                    leg.ts.then(|| (c.tsval(now), leg.c_ts_recent)),
+                    (leg.e_ws > 0 || leg.c_ws > 0).then_some(leg.e_ws),
+                );
+                // RFC 8684 §3.2: HMAC(Key-B‖Key-A, R-B‖R-A), leftmost 64 bits.
+                let j = hac_wire::mptcp::MpJoinRepr::SynAck {
+                    backup: false,
+                    addr_id: 0,
+                    hmac: hac_wire::crypto::join_hmac_truncated64(
+                        c.local_key,
+                        c.client_key,
+                        p.nonce_local,
+                        p.nonce_remote,
+                    ),
+                    nonce: p.nonce_local,
+                };
+                let mut o = [0u8; 16];
+                if let Ok(n) = j.emit(&mut o) {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
                 (seq, ack, flags, window, payload) = (
-                    seq0,
-                    c.subflow_ack_to_client(),
-                    f,
-                    rescale(c.s_win, c.e_ws),
+                    leg.e_isn,
+                    leg.c_isn + 1,
+                    Flags::SYN | Flags::ACK,
+                    rescale(c.s_win, leg.e_ws),
+                    &[],
+                );
+            }
+            Tx::ServerPureAck => {
+                if c.leg.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: c.s_ts_recent,
+                    });
+                }
+                port = Port::Core;
+                (out_src, out_dst) = (c.pool, c.server);
+                let a = c.server_ack_from_data_ack(c.c_data_ack);
+                let w = if c.p_win_sent == 0 {
+                    rescale(c.c_win, c.p_ws)
+                } else {
+                    c.p_win_sent
+                };
+                (seq, ack, flags, window, payload) =
+                    (c.p_snd_nxt.max(c.p_seq(0)), a, Flags::ACK, w, &[]);
+            }
+            Tx::PathRst(_) => {
+                let leg = c.legk(kk);
+                let mut o = [0u8; 12];
+                if let Ok(n) = (MpFastcloseRepr {
+                    receiver_key: c.client_key,
+                })
+                .emit(&mut o)
+                {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
+                (seq, ack, flags, window, payload) = (
+                    leg.e_snd_nxt,
+                    leg.c_rcv_nxt,
+                    Flags::RST | Flags::ACK,
+                    0,
                     &[],
                 );
             }
@@ -246,11 +352,16 @@ impl<P: PacketBuf> Engine<P> {
                     }
                 }
                 port = Port::Access;
-                (out_src, out_dst) = (c.service, c.client);
-                (seq, ack, flags, window, payload) =
-                    (c.e_snd_nxt, c.c_rcv_nxt, Flags::RST | Flags::ACK, 0, &[]);
+                (out_src, out_dst) = (c.leg.service, c.leg.client);
+                (seq, ack, flags, window, payload) = (
+                    c.leg.e_snd_nxt,
+                    c.leg.c_rcv_nxt,
+                    Flags::RST | Flags::ACK,
+                    0,
+                    &[],
+                );
             }
-            Tx::HeldServer => return None,
+            Tx::HeldServer | Tx::Repair(..) | Tx::Reinject(..) => return None,
         }
         let n = b.finish().ok()?;
         let opts = ob;
@@ -260,27 +371,21 @@ impl<P: PacketBuf> Engine<P> {
             port, out_src, out_dst, seq, ack, flags, window, opts, payload, buf,
         )?;
         if let Some(c) = self.conn_mut(id) {
-            if port == Port::Access {
+            if port == Port::Access && !flags.rst() {
                 // A SYN occupies one sequence number before its payload.
                 let end = seq_end + u32::from(is_fin) + u32::from(flags.syn());
-                if end.diff(c.e_snd_nxt) > 0 {
-                    c.e_snd_nxt = end;
+                let l = c.legk_mut(kk);
+                if end.diff(l.e_snd_nxt) > 0 {
+                    l.e_snd_nxt = end;
                 }
-                if ack.diff(c.c_ack_sent) > 0 {
-                    c.c_ack_sent = ack;
+                if ack.diff(l.c_ack_sent) > 0 {
+                    l.c_ack_sent = ack;
                 }
             }
-            if tx == Tx::ClientRst || tx == Tx::ServerRst {
-                let (a, b2) = (
-                    tx,
-                    self.txq
-                        .iter()
-                        .any(|&(i, _, t)| i == id && (t == Tx::ClientRst || t == Tx::ServerRst)),
-                );
-                let _ = a;
-                if !b2 {
-                    self.remove(id, now);
-                }
+            let is_rst = |t: Tx| matches!(t, Tx::ClientRst | Tx::ServerRst | Tx::PathRst(_));
+            if is_rst(tx) && !self.txq.iter().any(|&(i, _, t)| i == id && is_rst(t)) {
+                // The last RST of an aborted connection is out: the state goes.
+                self.remove(id, now);
             }
         }
         Some(t)

@@ -788,10 +788,10 @@ fn server_sack_blocks_are_translated_into_the_client_subflow_space() {
     );
 }
 
-/// Until the multipath issue lands, a join SYN is refused at once with RST +
-/// MP_TCPRST "administratively prohibited" (RFC 8684 §3.2, §3.6), leaving no state.
+/// A join SYN whose token names no connection is refused at once with RST +
+/// MP_TCPRST "MPTCP-specific error" (RFC 8684 §3.2, §3.6), leaving no state.
 #[test]
-fn join_syn_is_refused_with_mp_tcprst() {
+fn join_syn_with_an_unknown_token_is_refused_with_mp_tcprst() {
     use hac_core::{Action, Instant, VecPacket};
     use hac_wire::mptcp::{MptcpOption, TcpRstReason};
     use hac_wire::tcp_options::{TcpOption, iter as opt_iter};
@@ -813,7 +813,7 @@ fn join_syn_is_refused_with_mp_tcprst() {
         },
         _ => None,
     });
-    assert_eq!(reason, Some(TcpRstReason::AdministrativelyProhibited));
+    assert_eq!(reason, Some(TcpRstReason::MptcpError));
     assert_eq!(
         s.engine.connections(),
         conns,

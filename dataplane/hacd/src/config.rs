@@ -74,6 +74,20 @@ struct RawConfig {
     workers: RawWorkers,
     #[serde(default)]
     timeouts: RawTimeouts,
+    #[serde(default)]
+    multipath: RawMultipath,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMultipath {
+    scheduler: Option<String>,
+    #[serde(default)]
+    primary_access: Vec<String>,
+    max_subflows: Option<usize>,
+    repair_cache: Option<bool>,
+    cache_limit_bytes: Option<usize>,
+    cache_limit_segments: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,6 +385,32 @@ impl Config {
         if let Some(s) = raw.timeouts.transitory_s {
             engine.transitory_idle = std::time::Duration::from_secs(s);
         }
+        let mp = &raw.multipath;
+        if let Some(s) = &mp.scheduler {
+            engine.scheduler = s.parse().or_else(|_| {
+                err(
+                    "multipath.scheduler",
+                    format!("`{s}`: expected aggregate, overflow or failover"),
+                )
+            })?;
+        }
+        for (i, p) in mp.primary_access.iter().enumerate() {
+            engine
+                .primary_access
+                .push(parse_prefix(&format!("multipath.primary_access[{i}]"), p)?);
+        }
+        if let Some(n) = mp.max_subflows {
+            engine.max_subflows = n;
+        }
+        if let Some(b) = mp.repair_cache {
+            engine.repair_cache = b;
+        }
+        if let Some(n) = mp.cache_limit_bytes {
+            engine.cache_limit_bytes = n;
+        }
+        if let Some(n) = mp.cache_limit_segments {
+            engine.cache_limit_segments = n;
+        }
         engine.validate().or_else(|e| {
             let key = match e.field {
                 "service_addrs" => "converter.addresses",
@@ -381,6 +421,8 @@ impl Config {
                 "established_idle" => "timeouts.established_s",
                 "transitory_idle" => "timeouts.transitory_s",
                 "syn_timeout" => "timeouts.syn_ms",
+                "max_subflows" => "multipath.max_subflows",
+                "cache_limit_segments" => "multipath.cache_limit_segments",
                 other => other,
             };
             err(key, e.reason)

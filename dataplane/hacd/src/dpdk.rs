@@ -103,7 +103,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let workers = cfg.lcores.len();
     let pool = Mempool::new(
         "hacd_pool",
-        (16384 * workers.max(1) as u32).max(16384),
+        (32768 * workers.max(1) as u32).max(32768),
         256,
         hac_dpdk::default_data_room(),
         hac_dpdk::SOCKET_ID_ANY,
@@ -201,6 +201,24 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                         last_publish = t;
                     }
                 }
+                let c = worker.engine().counters();
+                tracing::info!(
+                    worker = w,
+                    established = c.established,
+                    joins_accepted = c.joins_accepted,
+                    joins_refused = c.joins_refused,
+                    repairs = c.repairs,
+                    zero_fills = c.zero_fills,
+                    reinjections = c.reinjections,
+                    cache_misses = c.cache_misses,
+                    cache_full = c.cache_full,
+                    spurious = c.spurious_retransmissions,
+                    suspect = c.subflows_suspect,
+                    dead = c.subflows_dead,
+                    revived = c.subflows_revived,
+                    generated = c.generated,
+                    "engine counters"
+                );
                 Ok(Vec::new())
             })
             .map_err(|e| anyhow::anyhow!("launching worker on lcore {lcore}: {e}"))?;

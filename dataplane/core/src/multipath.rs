@@ -1,0 +1,1376 @@
+//! Multipath: joined subflows (RFC 8684 §3.2), per-subflow estimation, the
+//! downstream scheduler, the zero-copy repair cache and two-stage failover
+//! (docs/multipath.md).
+//!
+//! A connection becomes bonded when its first MP_JOIN is accepted: the initial
+//! subflow's identity arithmetic (`Conn::e_seq`) then gives way to per-subflow send
+//! counters, and every server segment is placed on one subflow as it is forwarded
+//! (nothing is held back). The engine keeps a *reference* to each placed segment
+//! (`PacketBuf::share`, a reference count on an mbuf) until the client's subflow
+//! ACK covers it, so that access-link losses are repaired locally at the original
+//! subflow sequence number (RFC 8684 §3.3.6) and a dead subflow's data in flight is
+//! re-sent at once on a live one under a new mapping. The server sees a clean path:
+//! a cumulative ACK from the client's DATA_ACK, no duplicate ACK caused by
+//! multipath reordering, and a window clamped to what the subflows can carry.
+
+use std::collections::VecDeque;
+
+use hac_wire::checksum::{self, Checksum};
+use hac_wire::crypto::join_hmac160;
+use hac_wire::mptcp::{DataSeqField, DssRepr, Mapping, MpJoinRepr, MptcpOption};
+use hac_wire::seq::SeqNum;
+use hac_wire::tcp::Flags;
+
+use crate::config::Scheduler;
+use crate::conn::{Conn, Deadline, Leg, Sock, State};
+use crate::drop::DropReason;
+use crate::emit::{TcpOut, pad_nop, write_ts};
+use crate::engine::{Action, Engine, Port, Tx};
+use crate::packet::PacketBuf;
+use crate::segment::Segment;
+use crate::time::Instant;
+use crate::translate::rescale;
+
+/// Initial send budget of a subflow without estimates (RFC 6928's IW10).
+const IW_BYTES: u64 = 10 * 1448;
+/// Floor of the per-subflow retransmission timeout (Linux's TCP_RTO_MIN).
+const MIN_RTO_US: u64 = 200_000;
+/// Cap of the backed-off timeout while probing a dead subflow.
+const MAX_RTO_US: u64 = 1_000_000;
+/// Floor of the silence that makes a subflow suspect (R7).
+const MIN_SUSPECT_US: u64 = 30_000;
+/// Suspect intervals before a subflow is declared dead.
+const DEAD_AFTER: u64 = 3;
+/// How often a bonded connection with data in flight checks its subflows.
+const TICK_US: u64 = 10_000;
+/// Window of the minimum-RTT filter.
+const MIN_RTT_WINDOW_US: u64 = 10_000_000;
+/// Bandwidth estimates older than this are replaced by the next sample.
+const BW_WINDOW_US: u64 = 2_000_000;
+/// Send budget = gain × bandwidth × min RTT (BBR's cwnd gain).
+const BUDGET_GAIN: u64 = 2;
+/// Repairs queued per received ACK at most.
+const MAX_REPAIRS_PER_ACK: usize = 4;
+
+/// A joined subflow's handshake progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathState {
+    /// SYN-ACK with our HMAC sent; waiting for the client's third ACK (HMAC-160).
+    JoinPending,
+    /// Usable.
+    Active,
+    /// Closed by the client (RST, REMOVE_ADDR): no placements, nothing expected.
+    Removed,
+}
+
+/// What the estimator says about a subflow (R7: make before break).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Ok,
+    /// ACKs stopped while others progress: no new placements.
+    Suspect,
+    /// Silent for several intervals: its data in flight moved to the survivors.
+    Dead,
+}
+
+/// One segment placed on a subflow and not yet acknowledged there.
+#[derive(Debug)]
+pub(crate) struct Sent<P> {
+    /// Subflow sequence number of its first payload byte.
+    pub seq: SeqNum,
+    /// Payload bytes.
+    pub len: u16,
+    /// The mapping carries the DATA_FIN (one more octet of data sequence space).
+    pub fin: bool,
+    /// Times re-sent on this subflow.
+    pub retx: u8,
+    /// Covered by a SACK block of the client.
+    pub sacked: bool,
+    /// Already re-sent on another subflow.
+    pub reinjected: bool,
+    /// Downstream index of its first byte.
+    pub v: u64,
+    /// Last transmission.
+    pub sent_at: Instant,
+    /// The subflow's delivered-byte count when it was sent (delivery-rate sample).
+    pub delivered: u64,
+    pub delivered_at: Instant,
+    /// The cached packet (None: not cached). The payload is its last `len` bytes.
+    pub pkt: Option<P>,
+}
+
+/// One subflow of a bonded connection.
+#[derive(Debug)]
+pub(crate) struct Path<P> {
+    /// Addresses and sequence spaces (unused for path 0, which is `Conn::leg`).
+    pub leg: Leg,
+    pub state: PathState,
+    /// The client's address ID (MP_JOIN SYN; 0 for the initial subflow).
+    pub addr_id: u8,
+    /// The client asked for it to be a backup (MP_JOIN B flag or MP_PRIO).
+    pub backup: bool,
+    /// On the primary access (configuration).
+    pub primary: bool,
+    pub nonce_local: u32,
+    pub nonce_remote: u32,
+    /// Oldest unacknowledged subflow sequence of ours.
+    pub snd_una: SeqNum,
+    pub inflight: VecDeque<Sent<P>>,
+    pub inflight_bytes: u64,
+    pub dupacks: u8,
+    /// RFC 6298 estimator, microseconds (0: no sample yet).
+    pub srtt_us: u64,
+    pub rttvar_us: u64,
+    pub min_rtt_us: u64,
+    pub min_rtt_at: Instant,
+    /// Windowed-max delivery rate, bytes per second (0: unknown).
+    pub bw: u64,
+    pub bw_at: Instant,
+    /// Bytes the client acknowledged on this subflow, in all.
+    pub delivered: u64,
+    pub delivered_at: Instant,
+    /// Last ACK progress (or first placement after idle).
+    pub last_progress: Instant,
+    pub health: Health,
+    /// Timeout retransmissions since the last progress.
+    pub backoff: u8,
+    pub last_rto: Instant,
+    /// Payload bytes placed, and re-sent, on this subflow.
+    pub bytes_sent: u64,
+    pub bytes_repaired: u64,
+    /// Where our subflow FIN sits (bonded connections; fixed at first transmission).
+    pub fin_seq: Option<SeqNum>,
+}
+
+impl<P> Path<P> {
+    fn new(leg: Leg, now: Instant) -> Self {
+        Path {
+            leg,
+            state: PathState::Active,
+            addr_id: 0,
+            backup: false,
+            primary: false,
+            nonce_local: 0,
+            nonce_remote: 0,
+            snd_una: leg.e_snd_nxt,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            dupacks: 0,
+            srtt_us: 0,
+            rttvar_us: 0,
+            min_rtt_us: 0,
+            min_rtt_at: now,
+            bw: 0,
+            bw_at: now,
+            delivered: 0,
+            delivered_at: now,
+            last_progress: now,
+            health: Health::Ok,
+            backoff: 0,
+            last_rto: now,
+            bytes_sent: 0,
+            bytes_repaired: 0,
+            fin_seq: None,
+        }
+    }
+
+    /// Whether new data may be placed here.
+    pub fn usable(&self) -> bool {
+        self.state == PathState::Active && self.health == Health::Ok
+    }
+
+    /// RFC 6298 RTO with a 200 ms floor, backed off.
+    fn rto_us(&self) -> u64 {
+        let base = if self.srtt_us == 0 {
+            1_000_000
+        } else {
+            (self.srtt_us + 4 * self.rttvar_us).max(MIN_RTO_US)
+        };
+        (base << self.backoff.min(6)).min(MAX_RTO_US.max(base))
+    }
+
+    /// ACK silence after which the subflow becomes suspect (R7).
+    fn suspect_after_us(&self) -> u64 {
+        if self.srtt_us == 0 {
+            return 1_000_000;
+        }
+        (2 * self.srtt_us)
+            .max(self.srtt_us + 4 * self.rttvar_us)
+            .max(MIN_SUSPECT_US)
+    }
+
+    /// Send budget: gain × estimated bandwidth-delay product, at least IW10.
+    pub fn budget(&self) -> u64 {
+        if self.bw == 0 || self.min_rtt_us == 0 {
+            return IW_BYTES;
+        }
+        (BUDGET_GAIN * self.bw * self.min_rtt_us / 1_000_000).max(IW_BYTES)
+    }
+
+    /// Predicted delivery time (µs from now) of `len` more bytes placed here:
+    /// one-way delay plus the queue ahead at the estimated rate (R1).
+    fn predicted_us(&self, len: u64) -> u64 {
+        let rtt = if self.min_rtt_us == 0 {
+            self.srtt_us.max(1)
+        } else {
+            self.min_rtt_us
+        };
+        let owd = rtt / 2;
+        if self.bw == 0 {
+            // No rate yet: the initial budget drains in one RTT.
+            let q = self.inflight_bytes + len;
+            return owd + q * rtt / IW_BYTES.max(1);
+        }
+        let pipe = self.bw * rtt / 1_000_000;
+        let queued = self.inflight_bytes.saturating_sub(pipe);
+        owd + (queued + len) * 1_000_000 / self.bw
+    }
+
+    /// Whether `len` more bytes would queue beyond the target: an eighth of the
+    /// minimum RTT, at least 1 ms (before any rate estimate: beyond IW10).
+    pub fn saturated(&self, len: u64) -> bool {
+        if self.bw == 0 || self.min_rtt_us == 0 {
+            return self.inflight_bytes + len > IW_BYTES;
+        }
+        self.queue_delay_us(len) > (self.min_rtt_us / 8).max(1_000)
+    }
+
+    /// Queueing delay ahead of `len` more bytes at the estimated rate.
+    fn queue_delay_us(&self, len: u64) -> u64 {
+        if self.bw == 0 {
+            return if self.inflight_bytes + len <= IW_BYTES {
+                0
+            } else {
+                u64::MAX
+            };
+        }
+        let pipe = self.bw * self.min_rtt_us / 1_000_000;
+        (self.inflight_bytes + len).saturating_sub(pipe) * 1_000_000 / self.bw
+    }
+
+    fn on_rtt(&mut self, rtt_us: u64, now: Instant) {
+        let r = rtt_us.max(1);
+        if self.srtt_us == 0 {
+            self.srtt_us = r;
+            self.rttvar_us = r / 2;
+        } else {
+            let d = self.srtt_us.abs_diff(r);
+            self.rttvar_us = (3 * self.rttvar_us + d) / 4;
+            self.srtt_us = (7 * self.srtt_us + r) / 8;
+        }
+        if self.min_rtt_us == 0
+            || r <= self.min_rtt_us
+            || now.0.saturating_sub(self.min_rtt_at.0) > MIN_RTT_WINDOW_US
+        {
+            self.min_rtt_us = r;
+            self.min_rtt_at = now;
+        }
+    }
+
+    fn on_rate(&mut self, bytes: u64, interval_us: u64, now: Instant) {
+        if interval_us == 0 || bytes == 0 {
+            return;
+        }
+        // Samples over less than a minimum RTT are ACK-compression noise.
+        let interval = interval_us.max(self.min_rtt_us);
+        let bw = bytes * 1_000_000 / interval.max(1);
+        if bw >= self.bw || now.0.saturating_sub(self.bw_at.0) > BW_WINDOW_US {
+            self.bw = bw;
+            self.bw_at = now;
+        }
+    }
+}
+
+/// The multipath state of a bonded connection.
+#[derive(Debug)]
+pub(crate) struct Multi<P> {
+    /// Index 0 is the initial subflow.
+    pub paths: Vec<Path<P>>,
+    /// Repair-cache bytes held by this connection.
+    pub cached: usize,
+    /// End (downstream index) of the server data forwarded so far.
+    pub fwd_end: u64,
+    /// Right edge of the window advertised to the server (never moves left).
+    pub right_edge: Option<SeqNum>,
+    /// Path of the latest client segment (pure ACKs toward the client go there).
+    pub last_up: usize,
+    /// Next subflow check.
+    pub tick_at: Deadline,
+    /// Peak repair-cache bytes of this connection.
+    pub cached_peak: usize,
+}
+
+impl<P> Multi<P> {
+    pub fn new(path0: Path<P>, fwd_end: u64) -> Self {
+        Multi {
+            paths: vec![path0],
+            cached: 0,
+            fwd_end,
+            right_edge: None,
+            last_up: 0,
+            tick_at: Deadline::NONE,
+            cached_peak: 0,
+        }
+    }
+
+    /// Whether any subflow has data in flight.
+    pub fn busy(&self) -> bool {
+        self.paths.iter().any(|p| !p.inflight.is_empty())
+    }
+}
+
+/// What `Engine::multipath_stats` reports about one subflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubflowInfo {
+    /// Client address and port of the subflow.
+    pub client: core::net::SocketAddr,
+    /// The client's address ID.
+    pub addr_id: u8,
+    /// Backup priority requested by the client.
+    pub backup: bool,
+    /// On the primary access.
+    pub primary: bool,
+    /// `ok`, `suspect`, `dead` or `removed`.
+    pub health: &'static str,
+    /// Smoothed and minimum RTT, microseconds.
+    pub srtt_us: u64,
+    /// Minimum RTT, microseconds.
+    pub min_rtt_us: u64,
+    /// Estimated delivery rate, bytes per second.
+    pub rate: u64,
+    /// Bytes in flight.
+    pub inflight: u64,
+    /// Send budget: twice the estimated bandwidth-delay product (at least IW10).
+    pub budget: u64,
+    /// Payload bytes placed on it.
+    pub bytes_sent: u64,
+    /// Payload bytes repaired on it from the cache.
+    pub bytes_repaired: u64,
+}
+
+impl<P> Conn<P> {
+    /// The subflow leg `k` (0: the initial subflow).
+    #[inline]
+    pub fn legk(&self, k: usize) -> &Leg {
+        match (&self.mp, k) {
+            (Some(m), k) if k > 0 => &m.paths[k].leg,
+            _ => &self.leg,
+        }
+    }
+
+    /// The subflow leg `k`, mutable.
+    #[inline]
+    pub fn legk_mut(&mut self, k: usize) -> &mut Leg {
+        match (&mut self.mp, k) {
+            (Some(m), k) if k > 0 => &mut m.paths[k].leg,
+            _ => &mut self.leg,
+        }
+    }
+
+    /// Whether the connection is bonded (multipath arithmetic in force).
+    #[inline]
+    pub fn bonded(&self) -> bool {
+        self.mp.is_some() && self.mptcp && !self.fallback
+    }
+}
+
+impl<P: PacketBuf> Engine<P> {
+    // ------------------------------------------------------------------ joins
+
+    /// An MP_JOIN SYN (RFC 8684 §3.2): find the connection by token, check the
+    /// limits, answer with SYN-ACK + MP_JOIN (our truncated HMAC). Anything wrong:
+    /// RST with MP_TCPRST and no state.
+    pub(crate) fn join_syn(
+        &mut self,
+        now: Instant,
+        seg: &Segment,
+        pkt: &mut P,
+        join: MpJoinRepr,
+    ) -> Action {
+        let MpJoinRepr::Syn {
+            backup,
+            addr_id,
+            token,
+            nonce,
+        } = join
+        else {
+            return Action::Drop(DropReason::BadMptcpOption);
+        };
+        let refuse = |e: &mut Self, seg: &Segment, pkt: &mut P, reason| {
+            e.counters.joins_refused += 1;
+            e.reset_syn_reason(seg, pkt, reason)
+        };
+        use hac_wire::mptcp::TcpRstReason as R;
+        if !self.is_service(seg.dst, seg.dport) {
+            return refuse(self, seg, pkt, R::AdministrativelyProhibited);
+        }
+        let Some(id) = self.find_token(token) else {
+            return refuse(self, seg, pkt, R::MptcpError);
+        };
+        let c = self.conn(id).expect("bound");
+        // A half-closed connection (the client's DATA_FIN) still receives: joins
+        // are welcome until both directions are done.
+        if c.state != State::Established || !c.mptcp || c.fallback {
+            return refuse(self, seg, pkt, R::AdministrativelyProhibited);
+        }
+        let live = c.mp.as_ref().map_or(1, |m| {
+            m.paths
+                .iter()
+                .filter(|p| p.state != PathState::Removed)
+                .count()
+        });
+        if live >= self.cfg.max_subflows {
+            return refuse(self, seg, pkt, R::LackOfResources);
+        }
+        if c.leg.client.ip == seg.src && c.leg.client.port == seg.sport {
+            return refuse(self, seg, pkt, R::MptcpError);
+        }
+        let e_isn = SeqNum(self.random() as u32);
+        let nonce_local = self.random() as u32;
+        let o = &seg.opts;
+        let c = self.conn(id).expect("bound");
+        let ts = c.leg.ts && o.timestamps.is_some();
+        let leg = Leg {
+            client: Sock::new(seg.src, seg.sport),
+            service: Sock::new(seg.dst, seg.dport),
+            c_isn: seg.seq,
+            syn_len: 0,
+            e_isn,
+            c_ws: o.window_scale.map_or(0, |w| w.min(14)),
+            e_ws: if o.window_scale.is_some() {
+                c.leg.e_ws
+            } else {
+                0
+            },
+            c_mss: o.mss.unwrap_or(536),
+            c_sack: o.sack_permitted,
+            ts,
+            c_ts_recent: o.timestamps.map_or(0, |t| t.0),
+            mapping: None,
+            c_rcv_nxt: seg.seq + 1,
+            c_ack_sent: seg.seq,
+            c_ssn_delta: 0,
+            e_snd_nxt: e_isn + 1,
+            c_subflow_fin: None,
+            e_fin_sent: false,
+            e_fin_acked: false,
+        };
+        let primary = self.is_primary(seg.src);
+        self.bond(id, now);
+        let c = self.conn_mut(id).expect("bound");
+        let m = c.mp.as_mut().expect("bonded");
+        let mut p = Path::new(leg, now);
+        p.state = PathState::JoinPending;
+        p.addr_id = addr_id;
+        p.backup = backup;
+        p.primary = primary;
+        p.nonce_local = nonce_local;
+        p.nonce_remote = nonce;
+        // Reuse a removed slot (bounded: at most `max_subflows` live ones).
+        let k = match m
+            .paths
+            .iter()
+            .skip(1)
+            .position(|p| p.state == PathState::Removed && p.inflight.is_empty())
+        {
+            Some(i) => {
+                m.paths[i + 1] = p;
+                i + 1
+            }
+            None if m.paths.len() < 32 => {
+                m.paths.push(p);
+                m.paths.len() - 1
+            }
+            None => return refuse(self, seg, pkt, R::LackOfResources),
+        };
+        self.bind_join(id, k);
+        self.queue(id, Tx::JoinSynAck(k as u8));
+        Action::Consumed
+    }
+
+    /// The client's third ACK on a joined subflow: the full HMAC (RFC 8684 §3.2).
+    pub(crate) fn join_ack(
+        &mut self,
+        now: Instant,
+        id: u32,
+        k: usize,
+        seg: &Segment,
+        pkt: &mut P,
+    ) -> Action {
+        let c = self.conn(id).expect("present");
+        let p = &c.mp.as_ref().expect("bonded").paths[k];
+        let expected = join_hmac160(c.client_key, c.local_key, p.nonce_remote, p.nonce_local);
+        let hmac = seg.mptcp(pkt.data()).find_map(|o| match o {
+            Ok(MptcpOption::MpJoin(MpJoinRepr::Ack { hmac })) => Some(hmac),
+            _ => None,
+        });
+        let acks_syn = seg.flags.ack() && seg.ack == p.leg.e_isn + 1;
+        match hmac {
+            Some(h) if h == expected && acks_syn => {
+                let c = self.conn_mut(id).expect("present");
+                let p = &mut c.mp.as_mut().expect("bonded").paths[k];
+                p.state = PathState::Active;
+                p.leg.c_rcv_nxt = seg.seq;
+                p.leg.c_ack_sent = seg.seq;
+                p.snd_una = p.leg.e_snd_nxt;
+                p.last_progress = now;
+                p.delivered_at = now;
+                if let Some((tsval, _)) = seg.opts.timestamps {
+                    p.leg.c_ts_recent = tsval;
+                }
+                self.counters.joins_accepted += 1;
+                // The fourth ACK makes the third reliable (§3.2).
+                self.queue(id, Tx::PathAck(k as u8));
+                Action::Consumed
+            }
+            Some(_) => {
+                // Bad HMAC: reset the subflow, keep nothing (§3.2).
+                self.counters.joins_refused += 1;
+                self.unbind_join(id, k);
+                if let Some(m) = self.conn_mut(id).and_then(|c| c.mp.as_mut()) {
+                    m.paths[k].state = PathState::Removed;
+                }
+                self.reset_segment(seg, pkt, hac_wire::mptcp::TcpRstReason::MptcpError)
+            }
+            // A duplicate SYN-ACK ACK without the option, or data before the
+            // handshake finished: not usable yet.
+            None => Action::Drop(DropReason::HandshakeIncomplete),
+        }
+    }
+
+    /// Makes a connection bonded: the initial subflow leaves the identity
+    /// arithmetic; everything placed from now on is counted per subflow.
+    pub(crate) fn bond(&mut self, id: u32, now: Instant) {
+        let primary_cfg = !self.cfg.primary_access.is_empty();
+        let Some(c) = self.conn(id) else { return };
+        if c.mp.is_some() {
+            return;
+        }
+        let primary = if primary_cfg {
+            self.is_primary(c.leg.client.ip)
+        } else {
+            true
+        };
+        let c = self.conn_mut(id).expect("present");
+        let fwd_end = u64::from(
+            c.leg
+                .e_snd_nxt
+                .0
+                .wrapping_sub(c.leg.e_isn.0)
+                .wrapping_sub(1)
+                .wrapping_sub(c.reply_len()),
+        );
+        let mut p0 = Path::new(c.leg, now);
+        p0.primary = primary;
+        c.mp = Some(Box::new(Multi::new(p0, fwd_end)));
+    }
+
+    fn is_primary(&self, ip: core::net::IpAddr) -> bool {
+        self.cfg.primary_access.iter().any(|p| p.contains(ip))
+    }
+
+    pub(crate) fn is_service(&self, ip: core::net::IpAddr, port: u16) -> bool {
+        port == self.cfg.service_port && self.cfg.service_addrs.contains(&ip)
+    }
+
+    // -------------------------------------------------------------- scheduler
+
+    /// The subflow for `len` new bytes (R1, R11), or None when no subflow is
+    /// active at all.
+    pub(crate) fn schedule(&self, c: &Conn<P>, len: u64, exclude: Option<usize>) -> Option<usize> {
+        let m = c.mp.as_ref()?;
+        let ok = |i: usize, p: &Path<P>| Some(i) != exclude && p.usable();
+        let best_of = |f: &dyn Fn(usize, &Path<P>) -> bool| {
+            m.paths
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| f(*i, p))
+                .min_by_key(|(_, p)| p.predicted_us(len))
+                .map(|(i, _)| i)
+        };
+        let pick = match self.cfg.scheduler {
+            // Fill every non-backup subflow up to its estimated rate, the one that
+            // delivers first preferred (R1); a subflow whose queue grows beyond a
+            // small target is saturated and the next one takes the excess. When
+            // the server probes for more bandwidth (BBR's gain cycle, CUBIC's
+            // growth), the excess lands where capacity is free, so the delivery
+            // rate it measures is the sum of the links. When every subflow is
+            // saturated: the earliest predicted delivery (never hold back).
+            Scheduler::Aggregate => best_of(&|i, p| ok(i, p) && !p.backup && !p.saturated(len))
+                .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
+                .or_else(|| best_of(&|i, p| ok(i, p))),
+            Scheduler::Overflow => {
+                // The primary while it is not saturated (R11); then the others
+                // with room; then whichever delivers first.
+                let primary = best_of(&|i, p| ok(i, p) && p.primary && !p.backup);
+                match primary {
+                    Some(i) if !m.paths[i].saturated(len) => Some(i),
+                    _ => best_of(&|i, p| ok(i, p) && !p.backup && !p.saturated(len))
+                        .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
+                        .or(primary)
+                        .or_else(|| best_of(&|i, p| ok(i, p))),
+                }
+            }
+            Scheduler::Failover => best_of(&|i, p| ok(i, p) && p.primary && !p.backup)
+                .or_else(|| {
+                    // The lowest-latency working subflow stands in.
+                    m.paths
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, p)| ok(*i, p) && !p.backup)
+                        .min_by_key(|(_, p)| p.srtt_us)
+                        .map(|(i, _)| i)
+                })
+                .or_else(|| best_of(&|i, p| ok(i, p))),
+        };
+        pick.or_else(|| {
+            // Every subflow suspect or dead: the one heard from last.
+            m.paths
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| Some(*i) != exclude && p.state == PathState::Active)
+                .max_by_key(|(_, p)| p.last_progress)
+                .map(|(i, _)| i)
+        })
+    }
+
+    // -------------------------------------------------------------- downstream
+
+    /// A server segment of a bonded connection (state updates from its ACK are
+    /// done): placed on one subflow, rewritten in place, cached.
+    pub(crate) fn mp_downstream(
+        &mut self,
+        now: Instant,
+        id: u32,
+        seg: &Segment,
+        pkt: &mut P,
+    ) -> Action {
+        let c = self.conn(id).expect("present");
+        let payload_len = seg.payload_len() as u32;
+        let fin = seg.flags.fin();
+        let v = c.s_index(seg.seq);
+        let m = c.mp.as_ref().expect("bonded");
+        let end = v + u64::from(payload_len);
+        if payload_len == 0 && !fin {
+            // A pure ACK of the client's data: toward the subflow the client used last.
+            let k = if m.paths[m.last_up].state == PathState::Active {
+                m.last_up
+            } else {
+                self.schedule(c, 0, None).unwrap_or(0)
+            };
+            let a = self.mp_emit_in_place(now, id, k, seg, pkt, None, false);
+            self.ack_other_paths(id, k);
+            return a;
+        }
+        // A retransmission of bytes the client already acknowledged at the data
+        // level: spurious. The server gets a fresh ACK instead (R5).
+        if payload_len > 0 && c.c_data_ack.diff(c.e_dsn(end)) >= 0 && end <= m.fwd_end {
+            self.counters.spurious_retransmissions += 1;
+            self.queue(id, Tx::ServerPureAck);
+            return Action::Drop(DropReason::Duplicate);
+        }
+        let Some(k) = self.schedule(c, u64::from(payload_len), None) else {
+            return Action::Drop(DropReason::ClientGone);
+        };
+        let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin);
+        if let Action::Forward(_) = action {
+            self.record(now, id, k, v, payload_len, fin, pkt);
+        }
+        self.ack_other_paths(id, k);
+        action
+    }
+
+    /// Records a segment placed on path `k` (and caches it when allowed).
+    #[allow(clippy::too_many_arguments)]
+    fn record(&mut self, now: Instant, id: u32, k: usize, v: u64, len: u32, fin: bool, pkt: &P) {
+        let cache_ok = self.cfg.repair_cache && self.cache_segments < self.cfg.cache_limit_segments;
+        let limit = self.cfg.cache_limit_bytes;
+        let c = self.conn_mut(id).expect("present");
+        if len == 0 {
+            return;
+        }
+        let seq = c.legk(k).e_snd_nxt - len;
+        let m = c.mp.as_mut().expect("bonded");
+        let cache = cache_ok && m.cached + len as usize <= limit;
+        let p = &mut m.paths[k];
+        if p.inflight.is_empty() {
+            p.last_progress = now;
+            p.delivered_at = now;
+        }
+        p.inflight.push_back(Sent {
+            seq,
+            len: len as u16,
+            fin,
+            retx: 0,
+            sacked: false,
+            reinjected: false,
+            v,
+            sent_at: now,
+            delivered: p.delivered,
+            delivered_at: p.delivered_at,
+            pkt: cache.then(|| pkt.share()),
+        });
+        p.inflight_bytes += u64::from(len);
+        p.bytes_sent += u64::from(len);
+        let m = c.mp.as_mut().expect("bonded");
+        m.fwd_end = m.fwd_end.max(v + u64::from(len));
+        if cache {
+            m.cached += len as usize;
+            m.cached_peak = m.cached_peak.max(m.cached);
+            self.cache_segments += 1;
+            self.cache_bytes += len as usize;
+        } else if self.cfg.repair_cache {
+            self.counters.cache_full += 1;
+        }
+        self.arm_tick(id, now);
+    }
+
+    /// Rewrites a server segment in place for subflow `k`: our sequence there, its
+    /// subflow ACK, a DSS with the DATA_ACK and (for data or a DATA_FIN) the mapping.
+    #[allow(clippy::too_many_arguments)]
+    fn mp_emit_in_place(
+        &mut self,
+        now: Instant,
+        id: u32,
+        k: usize,
+        seg: &Segment,
+        pkt: &mut P,
+        v: Option<u64>,
+        fin: bool,
+    ) -> Action {
+        let payload_len = seg.payload_len() as u32;
+        let psum = self.payload_sum(seg, pkt);
+        let c = self.conn(id).expect("present");
+        let leg = *c.legk(k);
+        let seq = leg.e_snd_nxt;
+        let ack = c.subflow_ack(k);
+        let mut opt_buf = [0u8; 40];
+        let mut n = 0;
+        if leg.ts {
+            n = write_ts(&mut opt_buf, c.tsval(now), leg.c_ts_recent);
+        }
+        let mapping = v.map(|v| {
+            let len = payload_len + u32::from(fin);
+            let ssn = if payload_len == 0 {
+                0
+            } else {
+                seq.0.wrapping_sub(leg.e_isn.0)
+            };
+            let dsn = c.e_dsn(v);
+            Mapping {
+                dsn: DataSeqField::Bits64(dsn),
+                ssn,
+                data_len: len as u16,
+                checksum: c
+                    .csum
+                    .then(|| checksum::dss_checksum(dsn.0, ssn, len as u16, psum)),
+            }
+        });
+        let dss = DssRepr {
+            data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
+            mapping,
+            data_fin: fin,
+        };
+        if let Ok(k2) = dss.emit(&mut opt_buf[n..]) {
+            n += k2;
+        }
+        let opt_len = pad_nop(&mut opt_buf, n);
+        let out = TcpOut {
+            src: leg.service,
+            dst: leg.client,
+            seq,
+            ack,
+            flags: Flags::ACK | (seg.flags & Flags::PSH),
+            window: rescale(c.s_win, leg.e_ws),
+            options: &opt_buf[..opt_len],
+        };
+        let c = self.conn_mut(id).expect("present");
+        let l = c.legk_mut(k);
+        l.e_snd_nxt = seq + payload_len;
+        if ack.diff(l.c_ack_sent) > 0 {
+            l.c_ack_sent = ack;
+        }
+        if !self.write_in_place(pkt, seg, &out, payload_len as usize, psum) {
+            return Action::Drop(DropReason::NoRoom);
+        }
+        Action::Forward(Port::Access)
+    }
+
+    /// After the server acknowledged client data, the subflows other than `k` that
+    /// carried it need their subflow ACK (the client would retransmit otherwise).
+    pub(crate) fn ack_other_paths(&mut self, id: u32, k: usize) {
+        let Some(c) = self.conn(id) else { return };
+        let Some(m) = c.mp.as_ref() else { return };
+        let mut owed = [false; 32];
+        for (i, p) in m.paths.iter().enumerate() {
+            if i != k && p.state == PathState::Active {
+                let l = c.legk(i);
+                owed[i] = c.subflow_ack(i).diff(l.c_ack_sent) > 0;
+            }
+        }
+        for (i, o) in owed.iter().enumerate() {
+            if *o {
+                self.queue(id, Tx::PathAck(i as u8));
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- ACK feedback
+
+    /// The client's subflow ACK (and SACK) on path `k` of a bonded connection:
+    /// frees acknowledged cache entries, feeds the estimator, detects losses and
+    /// queues local repairs.
+    pub(crate) fn mp_on_ack(
+        &mut self,
+        now: Instant,
+        id: u32,
+        k: usize,
+        seg: &Segment,
+        data: &[u8],
+    ) {
+        let payload_len = seg.payload_len();
+        let sack: Option<heapless_blocks::Blocks> = if seg.opts.sack.is_some() {
+            crate::translate::sack_blocks(seg, data).map(|b| {
+                let mut v = heapless_blocks::Blocks::default();
+                for (l, r) in b.iter() {
+                    v.push(l, r);
+                }
+                v
+            })
+        } else {
+            None
+        };
+        let c = self.conn_mut(id).expect("present");
+        let snd_nxt = c.legk(k).e_snd_nxt;
+        let Some(m) = c.mp.as_mut() else { return };
+        let p = &mut m.paths[k];
+        if p.state != PathState::Active || !seg.flags.ack() {
+            return;
+        }
+        let ack = seg.ack;
+        let mut freed_bytes = 0usize;
+        let mut freed_segments = 0usize;
+        let mut revived = false;
+        if ack.diff(p.snd_una) > 0 && ack.diff(snd_nxt) <= 0 {
+            let mut sample: Option<(u64, u64, Instant)> = None;
+            while let Some(f) = p.inflight.front() {
+                if (f.seq + u32::from(f.len)).diff(ack) > 0 {
+                    break;
+                }
+                let f = p.inflight.pop_front().expect("front");
+                p.inflight_bytes -= u64::from(f.len);
+                if f.pkt.is_some() {
+                    freed_bytes += usize::from(f.len);
+                    freed_segments += 1;
+                }
+                if f.retx == 0 {
+                    sample = Some((
+                        now.0.saturating_sub(f.sent_at.0),
+                        f.delivered,
+                        f.delivered_at,
+                    ));
+                }
+            }
+            p.delivered += u64::from(ack.0.wrapping_sub(p.snd_una.0));
+            p.snd_una = ack;
+            p.dupacks = 0;
+            p.last_progress = now;
+            p.backoff = 0;
+            if let Some((rtt, d0, t0)) = sample {
+                p.on_rtt(rtt, now);
+                p.on_rate(p.delivered - d0, now.0.saturating_sub(t0.0), now);
+            }
+            p.delivered_at = now;
+            if p.health != Health::Ok {
+                p.health = Health::Ok;
+                revived = true;
+            }
+        } else if ack == p.snd_una
+            && !p.inflight.is_empty()
+            && payload_len == 0
+            && !seg.flags.fin()
+            && !seg.flags.syn()
+        {
+            p.dupacks = p.dupacks.saturating_add(1);
+        }
+        // SACK: mark what the client holds above the hole.
+        let mut highest_sacked: Option<SeqNum> = None;
+        if let Some(b) = &sack {
+            for f in p.inflight.iter_mut() {
+                let e = f.seq + u32::from(f.len);
+                if b.iter().any(|(l, r)| f.seq.diff(l) >= 0 && e.diff(r) <= 0) {
+                    f.sacked = true;
+                }
+                if f.sacked {
+                    highest_sacked = Some(e);
+                }
+            }
+        }
+        // Loss detection (R4): three duplicate ACKs, or SACKed data above an
+        // unacknowledged segment sent more than a reordering window earlier.
+        let mut repairs: [Option<SeqNum>; MAX_REPAIRS_PER_ACK] = [None; MAX_REPAIRS_PER_ACK];
+        let mut nr = 0;
+        let reo_us = (p.srtt_us / 4).max(2_000);
+        let lost_by_dupack = p.dupacks >= 3;
+        for f in p.inflight.iter_mut() {
+            if nr == MAX_REPAIRS_PER_ACK {
+                break;
+            }
+            if f.sacked {
+                continue;
+            }
+            let below_sack =
+                highest_sacked.is_some_and(|h| (f.seq + u32::from(f.len)).diff(h) <= 0);
+            let first = f.seq == p.snd_una;
+            let stale = now.0.saturating_sub(f.sent_at.0) > p.srtt_us.max(reo_us) + reo_us;
+            let lost = (below_sack && (f.retx == 0 || stale))
+                || (first && lost_by_dupack && (f.retx == 0 || stale));
+            if !lost {
+                if highest_sacked.is_none() {
+                    break;
+                }
+                continue;
+            }
+            f.retx = f.retx.saturating_add(1);
+            f.sent_at = now;
+            repairs[nr] = Some(f.seq);
+            nr += 1;
+        }
+        if lost_by_dupack {
+            p.dupacks = 0;
+        }
+        if freed_segments > 0 {
+            m.cached -= freed_bytes;
+        }
+        if revived {
+            self.counters.subflows_revived += 1;
+        }
+        self.cache_segments -= freed_segments;
+        self.cache_bytes -= freed_bytes;
+        for s in repairs.iter().flatten() {
+            self.queue(id, Tx::Repair(k as u8, s.0));
+        }
+    }
+
+    // ------------------------------------------------------------------ timer
+
+    /// Arms the subflow check of a bonded connection with data in flight.
+    pub(crate) fn arm_tick(&mut self, id: u32, now: Instant) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let Some(m) = c.mp.as_mut() else { return };
+        if m.tick_at.is_some() {
+            return;
+        }
+        let at = Instant(now.0 + TICK_US);
+        m.tick_at = Deadline::at(at);
+        self.arm_at(id, at);
+    }
+
+    /// Subflow health and timeouts (R7): suspect after ACK silence while others
+    /// progress, dead after a few intervals (its data in flight moves to the live
+    /// subflows), timeout repairs with back-off (which also probe a dead subflow
+    /// until its ACKs return; it is never reset for going quiet).
+    pub(crate) fn mp_tick(&mut self, now: Instant, id: u32) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let Some(m) = c.mp.as_mut() else { return };
+        m.tick_at = Deadline::NONE;
+        let n = m.paths.len();
+        let mut to_reinject: Vec<(usize, u32)> = Vec::new();
+        let mut to_repair: Vec<(usize, u32)> = Vec::new();
+        let mut suspects = 0;
+        let mut deaths = 0;
+        let freshest = |m: &Multi<P>, k: usize| {
+            m.paths.iter().enumerate().any(|(i, q)| {
+                i != k
+                    && q.state == PathState::Active
+                    && q.health == Health::Ok
+                    && (q.inflight.is_empty() || q.last_progress > m.paths[k].last_progress)
+            })
+        };
+        let mut drained: Vec<usize> = Vec::new();
+        for k in 0..n {
+            let others = freshest(m, k);
+            let p = &mut m.paths[k];
+            if p.state == PathState::Removed
+                && !p.inflight.is_empty()
+                && p.inflight.iter().all(|f| f.reinjected)
+            {
+                drained.push(k);
+            }
+            if p.state != PathState::Active || p.inflight.is_empty() {
+                continue;
+            }
+            let silence = now.0.saturating_sub(p.last_progress.0);
+            let sa = p.suspect_after_us();
+            if p.health == Health::Ok && others && silence >= sa {
+                p.health = Health::Suspect;
+                suspects += 1;
+            }
+            if p.health == Health::Suspect && others && silence >= DEAD_AFTER * sa {
+                p.health = Health::Dead;
+                deaths += 1;
+                for f in p.inflight.iter_mut() {
+                    if !f.sacked && !f.reinjected {
+                        f.reinjected = true;
+                        to_reinject.push((k, f.seq.0));
+                    }
+                }
+            }
+            if now.0.saturating_sub(p.last_rto.0.max(p.last_progress.0)) >= p.rto_us() {
+                // Timeout: the first unacknowledged segment again, backed off.
+                p.backoff = p.backoff.saturating_add(1);
+                p.last_rto = now;
+                if let Some(f) = p.inflight.front_mut() {
+                    f.retx = f.retx.saturating_add(1);
+                    f.sent_at = now;
+                    to_repair.push((k, f.seq.0));
+                }
+            }
+        }
+        let busy = m.busy();
+        for k in drained {
+            self.release_path_cache(id, k);
+        }
+        self.counters.subflows_suspect += suspects;
+        self.counters.subflows_dead += deaths;
+        for (k, s) in to_repair {
+            self.queue(id, Tx::Repair(k as u8, s));
+        }
+        for (k, s) in to_reinject {
+            self.queue(id, Tx::Reinject(k as u8, s));
+        }
+        if busy {
+            self.arm_tick(id, now);
+        }
+    }
+
+    // ----------------------------------------------------------- client side
+
+    /// A client RST on a joined subflow (or on the initial one of a bonded
+    /// connection with others alive): that subflow only (RFC 8684 §3.3.6).
+    pub(crate) fn remove_path(&mut self, now: Instant, id: u32, k: usize) {
+        self.unbind_join(id, k);
+        let Some(c) = self.conn_mut(id) else { return };
+        let Some(m) = c.mp.as_mut() else { return };
+        let p = &mut m.paths[k];
+        p.state = PathState::Removed;
+        let mut moved = Vec::new();
+        for f in p.inflight.iter_mut() {
+            if !f.reinjected && !f.sacked {
+                f.reinjected = true;
+                moved.push(f.seq.0);
+            }
+        }
+        for s in moved {
+            self.queue(id, Tx::Reinject(k as u8, s));
+        }
+        self.arm_tick(id, now);
+    }
+
+    /// Frees the cache entries of a path (after its data moved or was dropped).
+    pub(crate) fn release_path_cache(&mut self, id: u32, k: usize) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let Some(m) = c.mp.as_mut() else { return };
+        let mut bytes = 0;
+        let mut segs = 0;
+        for f in m.paths[k].inflight.drain(..) {
+            if f.pkt.is_some() {
+                bytes += usize::from(f.len);
+                segs += 1;
+            }
+        }
+        m.paths[k].inflight_bytes = 0;
+        m.cached -= bytes;
+        self.cache_bytes -= bytes;
+        self.cache_segments -= segs;
+    }
+
+    /// Releases every cache entry of a connection being removed.
+    pub(crate) fn release_cache(&mut self, c: &Conn<P>) {
+        if let Some(m) = &c.mp {
+            let segs: usize = m
+                .paths
+                .iter()
+                .map(|p| p.inflight.iter().filter(|f| f.pkt.is_some()).count())
+                .sum();
+            self.cache_segments -= segs;
+            self.cache_bytes -= m.cached;
+        }
+    }
+
+    /// The window toward the server of a bonded connection: the client's data-level
+    /// window, clamped to what the repair cache can hold (everything in flight
+    /// stays repairable), its right edge never moving left (RFC 9293 §3.8.6).
+    ///
+    /// A clamp to the subflows' estimated capacity (R8) was tried and starved the
+    /// server's probing: a subflow only used for overflow never shows its rate,
+    /// so its budget stays small and the clamp stays below the link sum.
+    pub(crate) fn mp_server_window(&mut self, id: u32, ack: SeqNum) -> u16 {
+        let limit = if self.cfg.repair_cache {
+            self.cfg.cache_limit_bytes as u64
+        } else {
+            u64::MAX
+        };
+        let Some(c) = self.conn_mut(id) else { return 0 };
+        let p_ws = c.p_ws;
+        let c_win = u64::from(c.c_win);
+        let Some(m) = c.mp.as_mut() else { return 0 };
+        let w = c_win.min(limit).min(u64::from(u32::MAX >> 1)) as u32;
+        let mut right = ack + w;
+        if let Some(r) = m.right_edge
+            && r.diff(right) > 0
+        {
+            right = r;
+        }
+        m.right_edge = Some(right);
+        let w = right.0.wrapping_sub(ack.0);
+        rescale(w, p_ws)
+    }
+
+    /// One segment of path `k` again, from the cache: at its original subflow
+    /// sequence and mapping (`Tx::Repair`), or under a new mapping on another
+    /// subflow (`Tx::Reinject`). Written into `buf`; None when nothing is due.
+    pub(crate) fn build_cached(
+        &mut self,
+        now: Instant,
+        id: u32,
+        k: usize,
+        seq: u32,
+        reinject: bool,
+        buf: &mut [u8],
+    ) -> Option<crate::engine::Transmit> {
+        let c = self.conn(id)?;
+        let m = c.mp.as_ref()?;
+        let p = m.paths.get(k)?;
+        let i = p.inflight.iter().position(|f| f.seq.0 == seq)?;
+        let f = &p.inflight[i];
+        let (v, len, fin) = (f.v, u32::from(f.len), f.fin);
+        let data_len = len + u32::from(fin);
+        let acked = c.c_data_ack.diff(c.e_dsn(v + u64::from(data_len))) >= 0;
+        let (to, at) = if reinject {
+            if acked {
+                return None;
+            }
+            let j = self.schedule(c, u64::from(len), Some(k))?;
+            if j == k {
+                return None;
+            }
+            (j, c.legk(j).e_snd_nxt)
+        } else {
+            if p.state == PathState::Removed {
+                return None;
+            }
+            (k, f.seq)
+        };
+        let zero = [0u8; 0];
+        let payload: &[u8] = match (&f.pkt, acked) {
+            (Some(pkt), _) => {
+                let d = pkt.data();
+                d.get(d.len().checked_sub(len as usize)?..)?
+            }
+            // Not cached but the client has the data (another subflow delivered
+            // it): any bytes fill the subflow's hole under the original mapping
+            // (the client drops data below its DATA_ACK, RFC 8684 §3.3.1).
+            (None, true) => &zero,
+            (None, false) => {
+                self.counters.cache_misses += 1;
+                return None;
+            }
+        };
+        let leg = *c.legk(to);
+        let ssn = at.0.wrapping_sub(leg.e_isn.0);
+        let dsn = c.e_dsn(v);
+        let mut zeros = [0u8; 1600];
+        let body: &[u8] = if payload.is_empty() {
+            zeros.get_mut(..len as usize)?
+        } else {
+            payload
+        };
+        let psum = Checksum::new().add_bytes(body);
+        let mut opt_buf = [0u8; 40];
+        let mut n = 0;
+        if leg.ts {
+            n = write_ts(&mut opt_buf, c.tsval(now), leg.c_ts_recent);
+        }
+        let dss = DssRepr {
+            data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
+            mapping: Some(Mapping {
+                dsn: DataSeqField::Bits64(dsn),
+                ssn,
+                data_len: data_len as u16,
+                checksum: c
+                    .csum
+                    .then(|| checksum::dss_checksum(dsn.0, ssn, data_len as u16, psum)),
+            }),
+            data_fin: fin,
+        };
+        if let Ok(k2) = dss.emit(&mut opt_buf[n..]) {
+            n += k2;
+        }
+        let opt_len = pad_nop(&mut opt_buf, n);
+        let ack = c.subflow_ack(to);
+        let out = TcpOut {
+            src: leg.service,
+            dst: leg.client,
+            seq: at,
+            ack,
+            flags: Flags::ACK,
+            window: rescale(c.s_win, leg.e_ws),
+            options: &opt_buf[..opt_len],
+        };
+        let h = out.header_len();
+        buf.get_mut(h..h + body.len())?.copy_from_slice(body);
+        out.write(buf, body.len(), psum)?;
+        let shared = if reinject {
+            f.pkt.as_ref().map(PacketBuf::share)
+        } else {
+            None
+        };
+        let source_gone = p.state == PathState::Removed;
+        let zero_fill = payload.is_empty();
+        let total = h + body.len();
+        // Bookkeeping.
+        let c = self.conn_mut(id)?;
+        if ack.diff(c.legk(to).c_ack_sent) > 0 {
+            c.legk_mut(to).c_ack_sent = ack;
+        }
+        if reinject {
+            c.legk_mut(to).e_snd_nxt = at + len;
+            let m = c.mp.as_mut()?;
+            let q = &mut m.paths[to];
+            if q.inflight.is_empty() {
+                q.last_progress = now;
+                q.delivered_at = now;
+            }
+            let cached = shared.is_some();
+            q.inflight.push_back(Sent {
+                seq: at,
+                len: len as u16,
+                fin,
+                retx: 0,
+                sacked: false,
+                reinjected: false,
+                v,
+                sent_at: now,
+                delivered: q.delivered,
+                delivered_at: q.delivered_at,
+                pkt: shared,
+            });
+            q.inflight_bytes += u64::from(len);
+            q.bytes_sent += u64::from(len);
+            let (mut dseg, mut dbytes) = (0isize, 0isize);
+            if cached {
+                m.cached += len as usize;
+                m.cached_peak = m.cached_peak.max(m.cached);
+                dseg += 1;
+                dbytes += len as isize;
+            }
+            if source_gone {
+                // Nothing will acknowledge the removed subflow: its entry goes.
+                let src = &mut m.paths[k];
+                if let Some(i) = src.inflight.iter().position(|f| f.seq.0 == seq) {
+                    let f = src.inflight.remove(i).expect("present");
+                    src.inflight_bytes -= u64::from(f.len);
+                    if f.pkt.is_some() {
+                        m.cached -= usize::from(f.len);
+                        dseg -= 1;
+                        dbytes -= f.len as isize;
+                    }
+                }
+            }
+            self.cache_segments = self.cache_segments.wrapping_add_signed(dseg);
+            self.cache_bytes = self.cache_bytes.wrapping_add_signed(dbytes);
+            self.counters.reinjections += 1;
+        } else {
+            let m = c.mp.as_mut()?;
+            m.paths[k].bytes_repaired += u64::from(len);
+            if zero_fill {
+                self.counters.zero_fills += 1;
+            } else {
+                self.counters.repairs += 1;
+            }
+        }
+        self.arm_tick(id, now);
+        Some(crate::engine::Transmit {
+            port: Port::Access,
+            len: total,
+        })
+    }
+
+    /// What the engine knows about a bonded connection's subflows, by the client's
+    /// initial (address, port); empty for a connection that is not bonded.
+    #[must_use]
+    pub fn subflows(
+        &self,
+        client: core::net::SocketAddr,
+        service: core::net::SocketAddr,
+    ) -> Vec<SubflowInfo> {
+        let Some(id) = self.find_client(client.ip(), client.port(), service.ip(), service.port())
+        else {
+            return Vec::new();
+        };
+        let Some(c) = self.conn(id) else {
+            return Vec::new();
+        };
+        let Some(m) = c.mp.as_ref() else {
+            return Vec::new();
+        };
+        m.paths
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let l = c.legk(k);
+                SubflowInfo {
+                    client: core::net::SocketAddr::new(l.client.ip, l.client.port),
+                    addr_id: p.addr_id,
+                    backup: p.backup,
+                    primary: p.primary,
+                    health: match (p.state, p.health) {
+                        (PathState::Removed, _) => "removed",
+                        (PathState::JoinPending, _) => "joining",
+                        (_, Health::Ok) => "ok",
+                        (_, Health::Suspect) => "suspect",
+                        (_, Health::Dead) => "dead",
+                    },
+                    srtt_us: p.srtt_us,
+                    min_rtt_us: p.min_rtt_us,
+                    rate: p.bw,
+                    inflight: p.inflight_bytes,
+                    budget: p.budget(),
+                    bytes_sent: p.bytes_sent,
+                    bytes_repaired: p.bytes_repaired,
+                }
+            })
+            .collect()
+    }
+
+    /// Repair-cache occupancy of this shard: (segments, bytes).
+    #[must_use]
+    pub fn cache_usage(&self) -> (usize, usize) {
+        (self.cache_segments, self.cache_bytes)
+    }
+}
+
+/// Up to four SACK blocks without allocation.
+mod heapless_blocks {
+    use hac_wire::seq::SeqNum;
+
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Blocks {
+        b: [(SeqNum, SeqNum); 4],
+        n: usize,
+    }
+
+    impl Blocks {
+        pub fn push(&mut self, l: SeqNum, r: SeqNum) {
+            if self.n < 4 {
+                self.b[self.n] = (l, r);
+                self.n += 1;
+            }
+        }
+
+        pub fn iter(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
+            self.b[..self.n].iter().copied()
+        }
+    }
+}
