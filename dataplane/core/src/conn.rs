@@ -399,15 +399,32 @@ impl<P> Conn<P> {
         let leg = self.legk(k);
         let base = leg.c_isn + 1 + leg.syn_len;
         let idx = self.server_acked_index();
-        let mut ack = if self.mptcp && !self.fallback {
+        let through_maps = match &self.mp {
+            Some(m) if self.bonded() => m.paths.get(k).and_then(|p| p.ack_through_maps(idx)),
+            _ => None,
+        };
+        let mut ack = if let Some(a) = through_maps {
+            a
+        } else if self.mptcp && !self.fallback {
             // DSN idsn+1+idx ↔ SSN 1+idx+delta ↔ seq base+idx+delta.
             base + (idx as u32).wrapping_add(leg.c_ssn_delta as u32)
         } else {
             base + idx as u32
         };
-        // Never acknowledge subflow bytes not received, never go backwards.
-        if ack.diff(leg.c_rcv_nxt) > 0 {
-            ack = leg.c_rcv_nxt;
+        // Never acknowledge subflow bytes not received (on a bonded connection the
+        // server may have the bytes through another subflow: the hole on this one
+        // still bounds its ACK), never go backwards.
+        let rcv = match &self.mp {
+            Some(m) if self.bonded() => m
+                .paths
+                .get(k)
+                .and_then(|p| p.rcv_contig)
+                .filter(|c| c.diff(leg.c_rcv_nxt) <= 0)
+                .unwrap_or(leg.c_rcv_nxt),
+            _ => leg.c_rcv_nxt,
+        };
+        if ack.diff(rcv) > 0 {
+            ack = rcv;
         }
         if let Some(f) = leg.c_subflow_fin {
             ack = ack.max(f + 1);

@@ -50,7 +50,7 @@ const BW_WINDOW_US: u64 = 2_000_000;
 /// Send budget = gain × bandwidth × min RTT (BBR's cwnd gain).
 const BUDGET_GAIN: u64 = 2;
 /// Repairs queued per received ACK at most.
-const MAX_REPAIRS_PER_ACK: usize = 4;
+const MAX_REPAIRS_PER_ACK: usize = 16;
 
 /// A joined subflow's handshake progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,12 @@ pub(crate) struct Sent<P> {
     /// The subflow's delivered-byte count when it was sent (delivery-rate sample).
     pub delivered: u64,
     pub delivered_at: Instant,
+    /// Send time of the latest segment delivered when this one was sent (the
+    /// send-side interval of a rate sample, as in BBR, guards against ACK bursts).
+    pub first_sent: Instant,
+    /// The subflow was not full when it was sent: a low rate sample from it says
+    /// nothing about the link (BBR's application-limited samples).
+    pub app_limited: bool,
     /// The cached packet (None: not cached). The payload is its last `len` bytes.
     pub pkt: Option<P>,
 }
@@ -123,12 +129,16 @@ pub(crate) struct Path<P> {
     pub rttvar_us: u64,
     pub min_rtt_us: u64,
     pub min_rtt_at: Instant,
+    /// Latest RTT sample.
+    pub last_rtt_us: u64,
     /// Windowed-max delivery rate, bytes per second (0: unknown).
     pub bw: u64,
     pub bw_at: Instant,
     /// Bytes the client acknowledged on this subflow, in all.
     pub delivered: u64,
     pub delivered_at: Instant,
+    /// Send time of the latest segment delivered.
+    pub first_sent: Instant,
     /// Last ACK progress (or first placement after idle).
     pub last_progress: Instant,
     pub health: Health,
@@ -140,6 +150,15 @@ pub(crate) struct Path<P> {
     pub bytes_repaired: u64,
     /// Where our subflow FIN sits (bonded connections; fixed at first transmission).
     pub fin_seq: Option<SeqNum>,
+    /// The client's latest mappings on this subflow, oldest first: (data index of
+    /// the first byte, its subflow sequence, subflow length). The subflow ACK we
+    /// owe follows the server's ACK through them.
+    pub up_maps: VecDeque<(u64, SeqNum, u32)>,
+    /// The client's bytes on this subflow received without a hole up to here
+    /// (None until the first byte), and up to four received ranges above it.
+    pub rcv_contig: Option<SeqNum>,
+    pub rcv_ooo: [(SeqNum, SeqNum); 4],
+    pub rcv_ooo_n: u8,
 }
 
 impl<P> Path<P> {
@@ -160,10 +179,12 @@ impl<P> Path<P> {
             rttvar_us: 0,
             min_rtt_us: 0,
             min_rtt_at: now,
+            last_rtt_us: 0,
             bw: 0,
             bw_at: now,
             delivered: 0,
             delivered_at: now,
+            first_sent: now,
             last_progress: now,
             health: Health::Ok,
             backoff: 0,
@@ -171,6 +192,10 @@ impl<P> Path<P> {
             bytes_sent: 0,
             bytes_repaired: 0,
             fin_seq: None,
+            up_maps: VecDeque::new(),
+            rcv_contig: Some(leg.c_rcv_nxt),
+            rcv_ooo: [(SeqNum(0), SeqNum(0)); 4],
+            rcv_ooo_n: 0,
         }
     }
 
@@ -232,7 +257,16 @@ impl<P> Path<P> {
         if self.bw == 0 || self.min_rtt_us == 0 {
             return self.inflight_bytes + len > IW_BYTES;
         }
-        self.queue_delay_us(len) > (self.min_rtt_us / 8).max(1_000)
+        self.queue_delay_us(len) > (self.min_rtt_us / 16).max(1_000)
+    }
+
+    /// Whether the access link is saturated as the client's ACKs show it: the
+    /// latest RTT above the minimum by more than the target (a queue is standing).
+    /// Unlike [`Path::saturated`] it does not trust a rate measured while the
+    /// server sent less than the link carries.
+    pub fn queue_standing(&self) -> bool {
+        self.min_rtt_us > 0
+            && self.last_rtt_us.saturating_sub(self.min_rtt_us) > (self.min_rtt_us / 4).max(2_000)
     }
 
     /// Queueing delay ahead of `len` more bytes at the estimated rate.
@@ -250,6 +284,7 @@ impl<P> Path<P> {
 
     fn on_rtt(&mut self, rtt_us: u64, now: Instant) {
         let r = rtt_us.max(1);
+        self.last_rtt_us = r;
         if self.srtt_us == 0 {
             self.srtt_us = r;
             self.rttvar_us = r / 2;
@@ -267,14 +302,22 @@ impl<P> Path<P> {
         }
     }
 
-    fn on_rate(&mut self, bytes: u64, interval_us: u64, now: Instant) {
+    /// Bytes the estimated rate keeps in flight over the minimum RTT.
+    pub fn pipe(&self) -> u64 {
+        self.bw * self.min_rtt_us / 1_000_000
+    }
+
+    fn on_rate(&mut self, bytes: u64, interval_us: u64, app_limited: bool, now: Instant) {
         if interval_us == 0 || bytes == 0 {
             return;
         }
         // Samples over less than a minimum RTT are ACK-compression noise.
         let interval = interval_us.max(self.min_rtt_us);
         let bw = bytes * 1_000_000 / interval.max(1);
-        if bw >= self.bw || now.0.saturating_sub(self.bw_at.0) > BW_WINDOW_US {
+        // A lower sample replaces an old maximum only when the subflow was full
+        // (an application-limited sample would starve a subflow used for overflow).
+        let expired = now.0.saturating_sub(self.bw_at.0) > BW_WINDOW_US;
+        if bw >= self.bw || (expired && !app_limited) {
             self.bw = bw;
             self.bw_at = now;
         }
@@ -298,6 +341,8 @@ pub(crate) struct Multi<P> {
     pub tick_at: Deadline,
     /// Peak repair-cache bytes of this connection.
     pub cached_peak: usize,
+    /// The server's window (bytes) as last sent to the client.
+    pub win_sent: u32,
 }
 
 impl<P> Multi<P> {
@@ -310,6 +355,7 @@ impl<P> Multi<P> {
             last_up: 0,
             tick_at: Deadline::NONE,
             cached_peak: 0,
+            win_sent: 0,
         }
     }
 
@@ -346,6 +392,95 @@ pub struct SubflowInfo {
     pub bytes_sent: u64,
     /// Payload bytes repaired on it from the cache.
     pub bytes_repaired: u64,
+}
+
+/// Client mappings remembered per subflow of a bonded connection.
+const UP_MAPS: usize = 16;
+
+impl<P> Path<P> {
+    /// Records a client mapping received on this subflow.
+    pub fn note_mapping(&mut self, u: u64, seq: SeqNum, len: u32) {
+        if self
+            .up_maps
+            .back()
+            .is_some_and(|&(bu, bs, _)| bu == u && bs == seq)
+        {
+            return;
+        }
+        if self.up_maps.len() == UP_MAPS {
+            self.up_maps.pop_front();
+        }
+        self.up_maps.push_back((u, seq, len));
+    }
+
+    /// The data index of client bytes `[seq, seq + len)` by a remembered mapping.
+    pub fn map_of(&self, seq: SeqNum, len: u32) -> Option<u64> {
+        self.up_maps.iter().rev().find_map(|&(u, s, l)| {
+            let off = seq.diff(s);
+            (off >= 0 && off as u64 + u64::from(len) <= u64::from(l)).then(|| u + off as u64)
+        })
+    }
+
+    /// Records client bytes `[l, r)` received on this subflow.
+    pub fn note_received(&mut self, l: SeqNum, r: SeqNum) {
+        let Some(c) = self.rcv_contig else {
+            self.rcv_contig = Some(r);
+            return;
+        };
+        if r.diff(c) <= 0 {
+            return;
+        }
+        if l.diff(c) > 0 {
+            // Above a hole: remember the range (merged; the oldest is given up
+            // when more than four are open, which only delays our ACK).
+            let n = usize::from(self.rcv_ooo_n);
+            for i in 0..n {
+                let (a, b) = self.rcv_ooo[i];
+                if l.diff(b) <= 0 && r.diff(a) >= 0 {
+                    self.rcv_ooo[i] = (
+                        if l.diff(a) < 0 { l } else { a },
+                        if r.diff(b) > 0 { r } else { b },
+                    );
+                    return;
+                }
+            }
+            if n < 4 {
+                self.rcv_ooo[n] = (l, r);
+                self.rcv_ooo_n += 1;
+            }
+            return;
+        }
+        let mut c = r;
+        // Absorb the ranges the hole-filling bytes reach.
+        loop {
+            let n = usize::from(self.rcv_ooo_n);
+            let Some(i) = (0..n).find(|&i| self.rcv_ooo[i].0.diff(c) <= 0) else {
+                break;
+            };
+            if self.rcv_ooo[i].1.diff(c) > 0 {
+                c = self.rcv_ooo[i].1;
+            }
+            self.rcv_ooo[i] = self.rcv_ooo[n - 1];
+            self.rcv_ooo_n -= 1;
+        }
+        self.rcv_contig = Some(c);
+    }
+
+    /// The subflow ACK the server's cumulative ACK (`idx` client bytes) allows on
+    /// this subflow: every mapped byte below it acknowledged by the server.
+    pub fn ack_through_maps(&self, idx: u64) -> Option<SeqNum> {
+        let mut ack = None;
+        for &(u, seq, len) in &self.up_maps {
+            let end = u + u64::from(len);
+            if idx >= end {
+                ack = Some(seq + len);
+                continue;
+            }
+            ack = Some(if idx > u { seq + (idx - u) as u32 } else { seq });
+            break;
+        }
+        ack
+    }
 }
 
 impl<P> Conn<P> {
@@ -604,7 +739,7 @@ impl<P: PacketBuf> Engine<P> {
                 // with room; then whichever delivers first.
                 let primary = best_of(&|i, p| ok(i, p) && p.primary && !p.backup);
                 match primary {
-                    Some(i) if !m.paths[i].saturated(len) => Some(i),
+                    Some(i) if !m.paths[i].queue_standing() => Some(i),
                     _ => best_of(&|i, p| ok(i, p) && !p.backup && !p.saturated(len))
                         .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
                         .or(primary)
@@ -652,11 +787,26 @@ impl<P: PacketBuf> Engine<P> {
         let m = c.mp.as_ref().expect("bonded");
         let end = v + u64::from(payload_len);
         if payload_len == 0 && !fin {
-            // A pure ACK of the client's data: toward the subflow the client used last.
-            let k = if m.paths[m.last_up].state == PathState::Active {
+            // A pure ACK of the client's data: on a subflow whose ACK it advances
+            // (the one the client used last first). One that advances none would
+            // be a duplicate ACK there (and three make a fast retransmission,
+            // RFC 5681 §2): it goes only if it opens the window.
+            let advances = |i: usize| {
+                m.paths[i].state == PathState::Active
+                    && c.subflow_ack(i).diff(c.legk(i).c_ack_sent) > 0
+            };
+            let k = if advances(m.last_up) {
                 m.last_up
+            } else if let Some(i) = (0..m.paths.len()).find(|&i| advances(i)) {
+                i
+            } else if c.s_win != m.win_sent {
+                if m.paths[m.last_up].state == PathState::Active {
+                    m.last_up
+                } else {
+                    self.schedule(c, 0, None).unwrap_or(0)
+                }
             } else {
-                self.schedule(c, 0, None).unwrap_or(0)
+                return Action::Consumed;
             };
             let a = self.mp_emit_in_place(now, id, k, seg, pkt, None, false);
             self.ack_other_paths(id, k);
@@ -708,6 +858,8 @@ impl<P: PacketBuf> Engine<P> {
             sent_at: now,
             delivered: p.delivered,
             delivered_at: p.delivered_at,
+            first_sent: p.first_sent,
+            app_limited: p.inflight_bytes < p.pipe(),
             pkt: cache.then(|| pkt.share()),
         });
         p.inflight_bytes += u64::from(len);
@@ -785,6 +937,10 @@ impl<P: PacketBuf> Engine<P> {
             options: &opt_buf[..opt_len],
         };
         let c = self.conn_mut(id).expect("present");
+        let s_win = c.s_win;
+        if let Some(m) = c.mp.as_mut() {
+            m.win_sent = s_win;
+        }
         let l = c.legk_mut(k);
         l.e_snd_nxt = seq + payload_len;
         if ack.diff(l.c_ack_sent) > 0 {
@@ -843,6 +999,13 @@ impl<P: PacketBuf> Engine<P> {
         let c = self.conn_mut(id).expect("present");
         let snd_nxt = c.legk(k).e_snd_nxt;
         let Some(m) = c.mp.as_mut() else { return };
+        // A loss on a slow subflow is also re-sent on a faster one (R6), so the
+        // data-level hole closes at the fast path's delay; the original subflow
+        // still gets its bytes back at their sequence (subflow integrity).
+        let my_rtt = m.paths[k].min_rtt_us;
+        let faster = m.paths.iter().enumerate().any(|(i, q)| {
+            i != k && q.usable() && q.min_rtt_us > 0 && (my_rtt == 0 || q.min_rtt_us < my_rtt)
+        });
         let p = &mut m.paths[k];
         if p.state != PathState::Active || !seg.flags.ack() {
             return;
@@ -851,23 +1014,31 @@ impl<P: PacketBuf> Engine<P> {
         let mut freed_bytes = 0usize;
         let mut freed_segments = 0usize;
         let mut revived = false;
+        // Send time of the latest segment this ACK shows delivered (RACK, RFC 8985):
+        // anything sent well before it and still missing is lost.
+        let mut rack_sent: Option<Instant> = None;
         if ack.diff(p.snd_una) > 0 && ack.diff(snd_nxt) <= 0 {
-            let mut sample: Option<(u64, u64, Instant)> = None;
+            let mut sample: Option<(u64, u64, Instant, bool, u64)> = None;
             while let Some(f) = p.inflight.front() {
                 if (f.seq + u32::from(f.len)).diff(ack) > 0 {
                     break;
                 }
                 let f = p.inflight.pop_front().expect("front");
+                rack_sent = Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
                 p.inflight_bytes -= u64::from(f.len);
                 if f.pkt.is_some() {
                     freed_bytes += usize::from(f.len);
                     freed_segments += 1;
                 }
-                if f.retx == 0 {
+                // Karn: no sample from a segment sent more than once (here or
+                // elsewhere): its ACK may answer any of the copies.
+                if f.retx == 0 && !f.reinjected {
                     sample = Some((
                         now.0.saturating_sub(f.sent_at.0),
                         f.delivered,
                         f.delivered_at,
+                        f.app_limited,
+                        f.sent_at.0.saturating_sub(f.first_sent.0),
                     ));
                 }
             }
@@ -876,9 +1047,18 @@ impl<P: PacketBuf> Engine<P> {
             p.dupacks = 0;
             p.last_progress = now;
             p.backoff = 0;
-            if let Some((rtt, d0, t0)) = sample {
+            if let Some(t) = rack_sent {
+                p.first_sent = p.first_sent.max(t);
+            }
+            if let Some((rtt, d0, t0, app_limited, send_elapsed)) = sample {
                 p.on_rtt(rtt, now);
-                p.on_rate(p.delivered - d0, now.0.saturating_sub(t0.0), now);
+                let ack_elapsed = now.0.saturating_sub(t0.0);
+                p.on_rate(
+                    p.delivered - d0,
+                    ack_elapsed.max(send_elapsed),
+                    app_limited,
+                    now,
+                );
             }
             p.delivered_at = now;
             if p.health != Health::Ok {
@@ -898,8 +1078,9 @@ impl<P: PacketBuf> Engine<P> {
         if let Some(b) = &sack {
             for f in p.inflight.iter_mut() {
                 let e = f.seq + u32::from(f.len);
-                if b.iter().any(|(l, r)| f.seq.diff(l) >= 0 && e.diff(r) <= 0) {
+                if !f.sacked && b.iter().any(|(l, r)| f.seq.diff(l) >= 0 && e.diff(r) <= 0) {
                     f.sacked = true;
+                    rack_sent = Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
                 }
                 if f.sacked {
                     highest_sacked = Some(e);
@@ -908,7 +1089,8 @@ impl<P: PacketBuf> Engine<P> {
         }
         // Loss detection (R4): three duplicate ACKs, or SACKed data above an
         // unacknowledged segment sent more than a reordering window earlier.
-        let mut repairs: [Option<SeqNum>; MAX_REPAIRS_PER_ACK] = [None; MAX_REPAIRS_PER_ACK];
+        let mut repairs: [Option<(SeqNum, bool)>; MAX_REPAIRS_PER_ACK] =
+            [None; MAX_REPAIRS_PER_ACK];
         let mut nr = 0;
         let reo_us = (p.srtt_us / 4).max(2_000);
         let lost_by_dupack = p.dupacks >= 3;
@@ -923,17 +1105,22 @@ impl<P: PacketBuf> Engine<P> {
                 highest_sacked.is_some_and(|h| (f.seq + u32::from(f.len)).diff(h) <= 0);
             let first = f.seq == p.snd_una;
             let stale = now.0.saturating_sub(f.sent_at.0) > p.srtt_us.max(reo_us) + reo_us;
+            // Sent more than a reordering window before something delivered since.
+            let rack_lost = rack_sent.is_some_and(|t| f.sent_at.0 + reo_us < t.0);
             let lost = (below_sack && (f.retx == 0 || stale))
-                || (first && lost_by_dupack && (f.retx == 0 || stale));
+                || (first && lost_by_dupack && (f.retx == 0 || stale))
+                || rack_lost;
             if !lost {
-                if highest_sacked.is_none() {
+                if highest_sacked.is_none() && rack_sent.is_none() {
                     break;
                 }
                 continue;
             }
             f.retx = f.retx.saturating_add(1);
             f.sent_at = now;
-            repairs[nr] = Some(f.seq);
+            let reinject = faster && !f.reinjected;
+            f.reinjected |= reinject;
+            repairs[nr] = Some((f.seq, reinject));
             nr += 1;
         }
         if lost_by_dupack {
@@ -947,8 +1134,11 @@ impl<P: PacketBuf> Engine<P> {
         }
         self.cache_segments -= freed_segments;
         self.cache_bytes -= freed_bytes;
-        for s in repairs.iter().flatten() {
+        for &(s, reinject) in repairs.iter().flatten() {
             self.queue(id, Tx::Repair(k as u8, s.0));
+            if reinject {
+                self.queue(id, Tx::Reinject(k as u8, s.0));
+            }
         }
     }
 
@@ -1003,18 +1193,21 @@ impl<P: PacketBuf> Engine<P> {
             let silence = now.0.saturating_sub(p.last_progress.0);
             let sa = p.suspect_after_us();
             if p.health == Health::Ok && others && silence >= sa {
+                // Make before break (R7): no new placements, and what it holds in
+                // flight is re-sent on the others now (a false alarm costs
+                // duplicates, a real outage costs no further wait).
                 p.health = Health::Suspect;
                 suspects += 1;
-            }
-            if p.health == Health::Suspect && others && silence >= DEAD_AFTER * sa {
-                p.health = Health::Dead;
-                deaths += 1;
                 for f in p.inflight.iter_mut() {
                     if !f.sacked && !f.reinjected {
                         f.reinjected = true;
                         to_reinject.push((k, f.seq.0));
                     }
                 }
+            }
+            if p.health == Health::Suspect && others && silence >= DEAD_AFTER * sa {
+                p.health = Health::Dead;
+                deaths += 1;
             }
             if now.0.saturating_sub(p.last_rto.0.max(p.last_progress.0)) >= p.rto_us() {
                 // Timeout: the first unacknowledged segment again, backed off.
@@ -1254,6 +1447,8 @@ impl<P: PacketBuf> Engine<P> {
                 sent_at: now,
                 delivered: q.delivered,
                 delivered_at: q.delivered_at,
+                first_sent: q.first_sent,
+                app_limited: q.inflight_bytes < q.pipe(),
                 pkt: shared,
             });
             q.inflight_bytes += u64::from(len);

@@ -175,11 +175,21 @@ impl<P: PacketBuf> Engine<P> {
                 if payload_len > 0 {
                     let off = rel.wrapping_sub(m.ssn);
                     if off >= m.len - fin_len && !(off == 0 && m.len == fin_len) {
-                        return Action::Drop(DropReason::UnmappedData);
+                        // An earlier mapping of this subflow (a retransmission
+                        // interleaved with segments of a later one; RFC 8684
+                        // §3.3.1 lets a mapping be sent once for many segments).
+                        let earlier =
+                            c.mp.as_ref()
+                                .and_then(|mp| mp.paths[k].map_of(seg.seq, payload_len));
+                        let Some(eu) = earlier else {
+                            return Action::Drop(DropReason::UnmappedData);
+                        };
+                        u = eu;
+                    } else {
+                        let dsn = m.dsn + u64::from(off);
+                        u = dsn.diff(c.client_idsn + 1) as u64;
                     }
-                    let dsn = m.dsn + u64::from(off);
-                    u = dsn.diff(c.client_idsn + 1) as u64;
-                    if m.data_fin && off + payload_len == m.len - 1 {
+                    if m.data_fin && off < m.len && off + payload_len == m.len - 1 {
                         c_fin = Some(u + u64::from(payload_len));
                     }
                 } else if m.data_fin && rel == m.ssn.wrapping_add(m.len - 1) {
@@ -217,6 +227,13 @@ impl<P: PacketBuf> Engine<P> {
             let l = c.legk_mut(k);
             l.mapping = Some(m);
             l.c_ssn_delta = i64::from(m.ssn) - m.dsn.diff(client_idsn);
+            let seq0 = l.c_isn + l.syn_len + m.ssn;
+            if let Some(mp) = c.mp.as_mut() {
+                let u0 = m.dsn.diff(client_idsn + 1);
+                if u0 >= 0 {
+                    mp.paths[k].note_mapping(u0 as u64, seq0, m.len - u32::from(m.data_fin));
+                }
+            }
             let end = m.dsn + u64::from(m.len);
             if end.diff(c.c_dsn_nxt) > 0 {
                 c.c_dsn_nxt = end;
@@ -226,6 +243,11 @@ impl<P: PacketBuf> Engine<P> {
         // takes a sequence number the server's ACK of it must reach (RFC 9293
         // §3.4); on an MPTCP leg the subflow FIN is acked via `c_subflow_fin`.
         let end = seg.seq + payload_len + u32::from(!mptcp && seg.flags.fin());
+        if payload_len > 0
+            && let Some(mp) = c.mp.as_mut()
+        {
+            mp.paths[k].note_received(seg.seq, seg.seq + payload_len);
+        }
         let l = c.legk_mut(k);
         if end.diff(l.c_rcv_nxt) > 0 {
             l.c_rcv_nxt = end;
