@@ -11,9 +11,18 @@
 #   deploy/lab.sh demo                    end-to-end demo (needs hacd)
 #
 # Environment:
-#   HACD=PATH            hacd binary (default target/release/hacd, relative to the repo)
-#   LINKEMU=PATH         link emulator (default target/release/hac-linkemu; built with
-#                        cargo when missing)
+#   HACD=PATH            hacd binary (default $CARGO_TARGET_DIR/release/hacd, else
+#                        target/release/hacd; relative paths are taken from the repo)
+#   LINKEMU=PATH         link emulator (default $CARGO_TARGET_DIR/release/hac-linkemu,
+#                        else target/release/hac-linkemu; built with cargo when missing)
+#   LAB_SCHEDULER=POLICY hacd's downstream scheduler: aggregate | overflow | failover.
+#                        Setting it renders the [multipath] section of deploy/lab.toml
+#                        (primary_access = the DSL side) into hacd's configuration
+#   LAB_MULTIPATH=MODE   auto (default when LAB_SCHEDULER is unset): render [multipath]
+#                        (scheduler aggregate) only when `hacd --check` accepts it;
+#                        on (default when LAB_SCHEDULER is set): always, and `up` fails
+#                        at once if hacd rejects it; off: never
+#   LAB_MAX_SUBFLOWS=8   [multipath] max_subflows;  LAB_REPAIR_CACHE=true|false
 #   LAB_KERNEL_ROUTER=1  no hacd: the Linux kernel in hac-conc routes (addresses on the
 #                        hac-conc veths, forwarding on) — validates topology and shaping
 #   LAB_KERNEL_PROXY=1   kernel router plus a kernel MPTCP proxy baseline in hac-conc:
@@ -21,6 +30,10 @@
 #                        port 5124, relaying from pool addresses 203.0.113.1 /
 #                        2001:db8:200::1 to LAB_PROXY_TARGET_PORT (default 5201) on
 #                        198.51.100.2 / 2001:db8:100::2
+#   LAB_KERNEL_E2E=1     kernel router (as LAB_KERNEL_ROUTER) and MPTCP end to end:
+#                        MPTCP on in hac-server (`ip mptcp limits set subflow 2`), so
+#                        a server started there with IPPROTO_MPTCP (server.py --mptcp,
+#                        or `mptcpize run`) takes the client's joins over lte directly
 #   LAB_PREFIX=hac       namespace prefix (the contract is `hac`; tests may use another)
 #   LAB_RUN=DIR          state directory (default /run/$LAB_PREFIX-lab)
 #   LAB_QUEUE_MS=100     queue cap of the emulated links, in ms at the link rate
@@ -53,8 +66,9 @@ abspath() { # relative paths are taken from the repository root
         *) printf '%s\n' "$ROOT/$1" ;;
     esac
 }
-HACD=$(abspath "${HACD:-target/release/hacd}")
-LINKEMU=$(abspath "${LINKEMU:-target/release/hac-linkemu}")
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+HACD=$(abspath "${HACD:-$TARGET_DIR/release/hacd}")
+LINKEMU=$(abspath "${LINKEMU:-$TARGET_DIR/release/hac-linkemu}")
 
 log() { printf 'lab.sh: %s\n' "$*" >&2; }
 die() {
@@ -165,6 +179,7 @@ ensure_linkemu() {
         command -v cargo >/dev/null 2>&1 || die "$LINKEMU missing and no cargo to build it"
         log "building hac-linkemu (cargo build --release -p hac-linkemu)"
         (cd "$ROOT" && cargo build --release -q -p hac-linkemu) || die "building hac-linkemu failed"
+        [[ -x $LINKEMU ]] || die "built hac-linkemu, but $LINKEMU is still missing (set LINKEMU=...)"
     fi
 }
 
@@ -192,12 +207,80 @@ start_linkemu() { # start_linkemu LINK
 # ---------------------------------------------------------------------------
 # hacd
 
-render_config() { # deploy/lab.toml -> $RUN/hacd.toml (LAB_WORKERS=N: N worker lcores)
-    local workers=${LAB_WORKERS:-1} lcores=1 i
+render_config() { # render_config [OUT [MULTIPATH]] — deploy/lab.toml -> OUT
+    # (default $RUN/hacd.toml); LAB_WORKERS=N: N worker lcores; MULTIPATH (default
+    # $MP_RENDER) 1 keeps the [multipath] block, 0 drops it.
+    local out=${1:-$RUN/hacd.toml} mp=${2:-${MP_RENDER:-0}}
+    local workers=${LAB_WORKERS:-1} lcores=1 i mp_sed
     [[ $workers =~ ^[1-8]$ ]] || die "LAB_WORKERS must be 1..8"
     for ((i = 2; i <= workers; i++)); do lcores+=", $i"; done
+    if [[ $mp == 1 ]]; then
+        mp_sed="/@MULTIPATH_\(BEGIN\|END\)@/d"
+    else
+        mp_sed="/@MULTIPATH_BEGIN@/,/@MULTIPATH_END@/d"
+    fi
     sed -e "s/@FILE_PREFIX@/$P-lab/g" -e "s/^lcores = \[1\]/lcores = [$lcores]/" \
-        "$ROOT/deploy/lab.toml" >"$RUN/hacd.toml"
+        -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
+        -e "s/@REPAIR_CACHE@/$MP_REPAIR_CACHE/" "$ROOT/deploy/lab.toml" >"$out"
+}
+
+# The [multipath] section: what LAB_SCHEDULER / LAB_MULTIPATH ask for, checked against
+# what this hacd accepts (`hacd --check`, which only parses the file). Sets MP_RENDER.
+MP_SCHEDULER=${LAB_SCHEDULER:-aggregate}
+MP_MAX_SUBFLOWS=${LAB_MAX_SUBFLOWS:-8}
+MP_REPAIR_CACHE=${LAB_REPAIR_CACHE:-true}
+MP_RENDER=0
+MP_NOTE=
+
+hacd_accepts() { # hacd_accepts MULTIPATH(0|1) — does `hacd --check` take the rendered file?
+    local tmp out rc=0
+    tmp=$(mktemp "${TMPDIR:-/tmp}/$P-hacd-probe.XXXXXX.toml")
+    render_config "$tmp" "$1"
+    out=$(RUST_BACKTRACE=0 timeout 20 "$HACD" --check --config "$tmp" 2>&1) || rc=$?
+    rm -f "$tmp"
+    ((rc == 0)) || MP_PROBE_ERR=$(printf '%s\n' "$out" | head -n 2)
+    return $rc
+}
+
+decide_multipath() {
+    local want=${LAB_MULTIPATH:-}
+    case $MP_SCHEDULER in
+        aggregate | overflow | failover) ;;
+        *) die "LAB_SCHEDULER must be aggregate, overflow or failover (not '$MP_SCHEDULER')" ;;
+    esac
+    [[ $MP_MAX_SUBFLOWS =~ ^[0-9]+$ ]] || die "LAB_MAX_SUBFLOWS must be a number"
+    [[ $MP_REPAIR_CACHE == true || $MP_REPAIR_CACHE == false ]] ||
+        die "LAB_REPAIR_CACHE must be true or false"
+    if [[ -z $want ]]; then
+        if [[ -n ${LAB_SCHEDULER:-} ]]; then want=on; else want=auto; fi
+    fi
+    case $want in
+        off | 0)
+            MP_RENDER=0
+            MP_NOTE="off (LAB_MULTIPATH=off)"
+            ;;
+        on | 1)
+            MP_PROBE_ERR=
+            if ! hacd_accepts 1; then
+                log "hacd rejects the [multipath] section: ${MP_PROBE_ERR:-?}"
+                die "$HACD does not accept [multipath] (LAB_SCHEDULER=${LAB_SCHEDULER:-}); LAB_MULTIPATH=auto runs without it"
+            fi
+            MP_RENDER=1
+            MP_NOTE="scheduler=$MP_SCHEDULER max_subflows=$MP_MAX_SUBFLOWS repair_cache=$MP_REPAIR_CACHE"
+            ;;
+        auto)
+            if hacd_accepts 1; then
+                MP_RENDER=1
+                MP_NOTE="scheduler=$MP_SCHEDULER max_subflows=$MP_MAX_SUBFLOWS repair_cache=$MP_REPAIR_CACHE"
+            else
+                MP_RENDER=0
+                MP_NOTE="absent (this hacd does not accept [multipath])"
+                [[ -z ${LAB_SCHEDULER:-} ]] ||
+                    log "warning: hacd does not accept [multipath]; running without (LAB_SCHEDULER=$LAB_SCHEDULER ignored)"
+            fi
+            ;;
+        *) die "LAB_MULTIPATH must be auto, on or off" ;;
+    esac
 }
 
 # start_hacd: the launch step of the real concentrator. hacd runs in $NS_CONC on the
@@ -210,8 +293,9 @@ start_hacd() {
         return 1
     fi
     render_config
+    echo "$MP_NOTE" >"$RUN/multipath"
     start_bg hacd "$NS_CONC" "$HACD" --config "$RUN/hacd.toml"
-    log "hacd started (pid $(<"$RUN/hacd.pid"), log $RUN/hacd.log)"
+    log "hacd started (pid $(<"$RUN/hacd.pid"), log $RUN/hacd.log; multipath: $MP_NOTE)"
 }
 
 # ---------------------------------------------------------------------------
@@ -303,6 +387,12 @@ setup_server() {
     ip -n "$ns" -6 route add 2001:db8:200::/120 via 2001:db8:100::1
 }
 
+setup_server_mptcp() { # LAB_KERNEL_E2E: the server end speaks MPTCP itself
+    sysctl_ns "$NS_SERVER" net.mptcp.enabled=1
+    # One join per connection (the client's lte endpoint); the server announces nothing.
+    ip -n "$NS_SERVER" mptcp limits set subflow 2 add_addr_accepted 0
+}
+
 wait_forwarding() { # ping the gateway and the service address over dsl until they answer
     local deadline=$((SECONDS + UP_TIMEOUT)) target
     for target in 198.18.1.1 192.0.2.1; do
@@ -324,6 +414,8 @@ wait_forwarding() { # ping the gateway and the service address over dsl until th
 mode() {
     if [[ ${LAB_KERNEL_PROXY:-0} == 1 ]]; then
         echo kernel-proxy
+    elif [[ ${LAB_KERNEL_E2E:-0} == 1 ]]; then
+        echo kernel-e2e
     elif [[ ${LAB_KERNEL_ROUTER:-0} == 1 ]]; then
         echo kernel-router
     else
@@ -343,6 +435,7 @@ cmd_up() {
     if [[ $m == hacd && ! -x $HACD ]]; then
         start_hacd || die "hacd not built yet"
     fi
+    [[ $m != hacd ]] || decide_multipath
     ensure_linkemu
     rm -rf "$RUN"
     mkdir -p "$RUN"
@@ -380,6 +473,10 @@ cmd_up() {
     case $m in
         kernel-router) setup_conc_kernel 0 ;;
         kernel-proxy) setup_conc_kernel 1 ;;
+        kernel-e2e)
+            setup_conc_kernel 0
+            setup_server_mptcp
+            ;;
         hacd)
             setup_conc_hacd
             start_hacd
@@ -437,6 +534,9 @@ cmd_status() {
         state=partial
     fi
     echo "lab: $state (mode $(cat "$RUN/mode" 2>/dev/null || echo -), state dir $RUN)"
+    if [[ -f $RUN/multipath ]]; then
+        echo "  hacd multipath: $(<"$RUN/multipath")"
+    fi
     for ns in "${ALL_NS[@]}"; do
         if ns_exists "$ns"; then
             echo "  netns $ns: $(ip -n "$ns" -br link show 2>/dev/null | awk '$1 != "lo" {printf "%s ", $1}')"

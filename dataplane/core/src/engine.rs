@@ -54,6 +54,21 @@ pub struct Transmit {
     pub len: usize,
 }
 
+/// A joined subflow bound to (or released from) this shard: the packets of its
+/// 4-tuple must reach this shard, wherever the NIC's hash delivers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinEvent {
+    /// The client's address and port of the subflow.
+    pub client: core::net::SocketAddr,
+    /// Our address and port of the subflow.
+    pub service: core::net::SocketAddr,
+    /// Bound (true) or released (false).
+    pub bound: bool,
+}
+
+/// Join events kept for the runtime at most (older ones are dropped).
+const MAX_JOIN_EVENTS: usize = 4096;
+
 /// Engine-originated packets, built from connection state when polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tx {
@@ -111,6 +126,9 @@ pub struct Engine<P> {
     by_token: HashTable<u32>,
     /// (client, service) of joined subflows → `id | k << 24`.
     by_join: HashTable<u32>,
+    /// Joined subflows bound or unbound since the runtime last asked (multi-shard
+    /// runtimes route a joined subflow's packets to its owner by them).
+    join_events: VecDeque<JoinEvent>,
     /// Repair-cache segments and bytes held by this shard.
     pub(crate) cache_segments: usize,
     pub(crate) cache_bytes: usize,
@@ -184,6 +202,7 @@ impl<P: PacketBuf> Engine<P> {
             by_server: HashTable::with_capacity(cap),
             by_token: HashTable::with_capacity(cap),
             by_join: HashTable::new(),
+            join_events: VecDeque::new(),
             cache_segments: 0,
             cache_bytes: 0,
             keys,
@@ -348,6 +367,7 @@ impl<P: PacketBuf> Engine<P> {
         let Some(l) = self.conn(id).map(|c| *c.legk(k)) else {
             return;
         };
+        self.join_event(&l, true);
         let keys = self.keys;
         let conns = &self.conns;
         let h = keys.pair(l.client.ip, l.client.port, l.service.ip, l.service.port);
@@ -371,7 +391,29 @@ impl<P: PacketBuf> Engine<P> {
             .pair(l.client.ip, l.client.port, l.service.ip, l.service.port);
         if let Ok(e) = self.by_join.find_entry(h, |&v| v == pack(id, k)) {
             e.remove();
+            self.join_event(&l, false);
         }
+    }
+
+    /// Join events since the last call (only kept when there are several shards).
+    pub fn drain_join_events(&mut self, mut f: impl FnMut(JoinEvent)) {
+        while let Some(e) = self.join_events.pop_front() {
+            f(e);
+        }
+    }
+
+    fn join_event(&mut self, l: &crate::conn::Leg, bound: bool) {
+        if self.shards < 2 {
+            return;
+        }
+        if self.join_events.len() >= MAX_JOIN_EVENTS {
+            self.join_events.pop_front();
+        }
+        self.join_events.push_back(JoinEvent {
+            client: core::net::SocketAddr::new(l.client.ip, l.client.port),
+            service: core::net::SocketAddr::new(l.service.ip, l.service.port),
+            bound,
+        });
     }
 
     /// The connection that owns `token`.

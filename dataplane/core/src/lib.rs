@@ -26,6 +26,7 @@ mod transmit;
 pub use config::{EngineConfig, Scheduler};
 pub use conn::State;
 pub use drop::{Counters, DropReason};
-pub use engine::{Action, Engine, Port, Transmit, owner_of};
+pub use engine::{Action, Engine, JoinEvent, Port, Transmit, owner_of};
+pub use multipath::SubflowInfo;
 pub use packet::{PacketBuf, VecPacket};
 pub use time::Instant;

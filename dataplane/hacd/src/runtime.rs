@@ -40,6 +40,10 @@ pub trait Nic {
 #[derive(Debug, Default)]
 pub struct SharedNeighbours {
     map: RwLock<HashMap<(usize, IpAddr), EthernetAddress>>,
+    /// Joined MPTCP subflows (client address, port, our address, port) → the worker
+    /// that owns their connection. Written when a join is bound or released, read
+    /// only for access packets the local engine has no binding for.
+    joins: RwLock<HashMap<(IpAddr, u16, IpAddr, u16), u16>>,
 }
 
 /// Counters of one worker, readable from other threads without locks.
@@ -218,6 +222,9 @@ impl<N: Nic> Worker<N> {
             self.engine.handle_timeout(now);
         }
         self.drain_engine(now);
+        if self.peers.len() > 1 {
+            self.publish_joins();
+        }
         for port in 0..self.tx.len() {
             if !self.tx[port].is_empty() {
                 let n = self.tx[port].len() as u64;
@@ -237,11 +244,83 @@ impl<N: Nic> Worker<N> {
         match self.engine.handle_packet(now, self.role(port), &mut buf) {
             Action::Forward(to) => self.output(now, to, buf),
             Action::Consumed => {}
+            Action::Drop(DropReason::NoBinding)
+                if self.peers.len() > 1 && self.role(port) == Port::Access =>
+            {
+                // A joined subflow whose connection another worker owns: its SYN
+                // went there by token; the rest follows by the join table.
+                match self.join_owner(buf.data()) {
+                    Some(o) if o != self.id && usize::from(o) < self.peers.len() => {
+                        if buf.prepend(ETH_LEN)
+                            && self.peers[usize::from(o)].push((port, buf)).is_ok()
+                        {
+                            self.stats.handoffs.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.stats.handoff_drops.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {
+                        self.stats.drops[DropReason::NoBinding as usize]
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             Action::Drop(r) => {
                 self.stats.drops[r as usize].fetch_add(1, Ordering::Relaxed);
             }
         }
         self.drain_engine(now);
+    }
+
+    /// The worker owning the joined subflow of an (IP-first) access packet.
+    fn join_owner(&self, pkt: &[u8]) -> Option<u16> {
+        let (src, dst, l4) = match pkt.first()? >> 4 {
+            4 => {
+                let ip = hac_wire::ipv4::Packet::new_checked(pkt).ok()?;
+                (
+                    IpAddr::V4(ip.src_addr()),
+                    IpAddr::V4(ip.dst_addr()),
+                    pkt.get(ip.header_len()..)?,
+                )
+            }
+            6 => {
+                let ip = hac_wire::ipv6::Packet::new_checked(pkt).ok()?;
+                let ul = ip.upper_layer().ok()?;
+                (
+                    IpAddr::V6(ip.src_addr()),
+                    IpAddr::V6(ip.dst_addr()),
+                    pkt.get(ul.offset..)?,
+                )
+            }
+            _ => return None,
+        };
+        let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
+        let dport = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
+        self.shared
+            .joins
+            .read()
+            .get(&(src, sport, dst, dport))
+            .copied()
+    }
+
+    /// Publishes this worker's join bindings (multi-worker runtimes).
+    fn publish_joins(&mut self) {
+        let id = self.id;
+        let shared = Arc::clone(&self.shared);
+        self.engine.drain_join_events(|e| {
+            let key = (
+                e.client.ip(),
+                e.client.port(),
+                e.service.ip(),
+                e.service.port(),
+            );
+            let mut m = shared.joins.write();
+            if e.bound {
+                m.insert(key, id);
+            } else if m.get(&key) == Some(&id) {
+                m.remove(&key);
+            }
+        });
     }
 
     fn drain_engine(&mut self, now: Instant) {

@@ -18,6 +18,20 @@ Prints exactly one JSON line on stdout:
    "tlvs": [[type, hex_value], ...], "fallback": null | bool,
    "sent_sha256", "recv_sha256", "bytes_sent", "bytes_recv", "eof": bool,
    "local": [ip, port] | null, "error": null | text, "elapsed": seconds}
+With --late-shutdown the client half-closes only once it has sent its --up bytes AND
+read the server's EOF, as a download client (HTTP) would; by default it half-closes
+as soon as its --up bytes are out. Linux opens no further subflow on an MPTCP
+connection once it has sent its DATA_FIN, so a download-only client that half-closes
+at once (with a command line in the SYN, before the connection is fully established)
+never joins its second path: multipath tests use --late-shutdown.
+
+With --gaps it also reports how long the download went without receiving anything:
+  "max_gap": longest time (s) between two consecutive receives from the first
+  received byte to EOF, "max_gap_at": when it began (s since the start),
+  "max_gap_after_bytes": bytes received before it, "gaps": [[at, length], ...] every
+  gap of at least --gap-min seconds (at most 1000, in time order). With --gap-from S,
+  max_gap only considers gaps that end S seconds or more after the start (e.g. to
+  skip slow start and look at a link cut at S + 1).
 Everything is bounded by --timeout (socket timeouts plus a SIGALRM backstop).
 """
 
@@ -83,9 +97,17 @@ def main():
     ap.add_argument("--echo", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--late-shutdown", action="store_true",
+                    help="half-close only after the server's EOF (see above)")
+    ap.add_argument("--gaps", action="store_true", help="report receive gaps")
+    ap.add_argument("--gap-min", type=float, default=0.1)
+    ap.add_argument("--gap-from", type=float, default=0.0,
+                    help="max_gap only counts gaps ending this many s after the start")
     a = ap.parse_args()
     if not (0 <= a.up <= MAX_BYTES and 0 <= a.down <= MAX_BYTES):
         sys.exit("up/down out of range")
+    if a.echo and a.late_shutdown:
+        sys.exit("--late-shutdown with --echo would wait forever")
 
     t0 = time.monotonic()
     res = {
@@ -179,17 +201,39 @@ def main():
                         tx.update(c)
                         st["sent"] += len(c)
                         left -= len(c)
+                    if a.late_shutdown:
+                        sent_all.set()
+                        return
                     s.shutdown(socket.SHUT_WR)
                 except Exception as e:  # noqa: BLE001
                     st["err"] = "send: %s: %s" % (type(e).__name__, e)
 
+            sent_all = threading.Event()
             th = threading.Thread(target=sender, daemon=True)
             th.start()
             recv = 0
+            last = None
+            if a.gaps:
+                res.update(max_gap=0.0, max_gap_at=None, max_gap_after_bytes=0, gaps=[])
             while True:
                 d = s.recv(CHUNK)
+                if a.gaps and d:
+                    now = time.monotonic()
+                    if last is not None:
+                        gap = now - last
+                        if gap > res["max_gap"] and now - t0 >= a.gap_from:
+                            res["max_gap"] = round(gap, 6)
+                            res["max_gap_at"] = round(last - t0, 6)
+                            res["max_gap_after_bytes"] = recv
+                        if gap >= a.gap_min and len(res["gaps"]) < 1000:
+                            res["gaps"].append([round(last - t0, 6), round(gap, 6)])
+                    last = now
                 if not d:
                     res["eof"] = True
+                    if a.late_shutdown:
+                        th.join(a.timeout)
+                        if sent_all.is_set():
+                            s.shutdown(socket.SHUT_WR)
                     break
                 if recv == 0 and a.convert_hex is not None:
                     # Seconds from the SYN to the first byte of the server's response.

@@ -15,6 +15,9 @@ half-closed too. One JSON line per connection goes to stdout:
      "bytes_recv": n, "recv_sha256": hex, "bytes_sent": n, "sent_sha256": hex,
      "error": null | "text", "elapsed": seconds}
 
+With --mptcp it listens with IPPROTO_MPTCP (the kernel MPTCP end-to-end baseline;
+net.mptcp.enabled=1 in the namespace); plain TCP clients still connect (fallback).
+
 Everything is bounded: at most 256 MiB per direction, --io-timeout seconds of
 inactivity per connection, --lifetime seconds for the whole process, and the
 process exits as soon as its stdin reaches EOF (the harness died).
@@ -133,8 +136,18 @@ def handle(conn, peer, local, io_timeout):
             th.start()
             if rest:
                 on_recv(rest)
+            # Inactivity means neither direction moved: while the download makes
+            # progress, a client with nothing to send (it half-closes only at the end
+            # of a long download) is not idle.
+            seen_sent = -1
             while True:
-                d = conn.recv(CHUNK)
+                try:
+                    d = conn.recv(CHUNK)
+                except socket.timeout:
+                    if state["sent"] != seen_sent:
+                        seen_sent = state["sent"]
+                        continue
+                    raise
                 if not d:
                     break
                 on_recv(d)
@@ -196,11 +209,12 @@ def main():
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--io-timeout", type=float, default=30.0)
     ap.add_argument("--lifetime", type=float, default=1800.0)
+    ap.add_argument("--mptcp", action="store_true", help="IPPROTO_MPTCP listener")
     a = ap.parse_args()
     socks = []
     for addr in a.bind:
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        s = socket.socket(fam, socket.SOCK_STREAM)
+        s = socket.socket(fam, socket.SOCK_STREAM, 262 if a.mptcp else 0)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if fam == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

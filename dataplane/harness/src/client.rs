@@ -41,6 +41,13 @@ pub struct ClientSpec {
     pub seed: u64,
     /// Overall bound of the client run (the process is killed 5 s later).
     pub timeout: Duration,
+    /// Half-close only after the server's EOF (`--late-shutdown`), as a download
+    /// client would. Linux adds no subflow to an MPTCP connection once it has sent
+    /// its DATA_FIN, so multipath tests need this; not with `echo`.
+    pub late_shutdown: bool,
+    /// Report receive gaps (`--gaps`): `max_gap`, `max_gap_at`, `gaps` in the
+    /// result's raw JSON.
+    pub gaps: bool,
 }
 
 impl ClientSpec {
@@ -77,6 +84,8 @@ impl ClientSpec {
             echo: false,
             seed: 1,
             timeout: Duration::from_secs(20),
+            late_shutdown: false,
+            gaps: false,
         }
     }
 
@@ -143,6 +152,20 @@ impl ClientSpec {
         self
     }
 
+    /// Half-close only after the server's EOF (see the `late_shutdown` field).
+    #[must_use]
+    pub fn late_shutdown(mut self, on: bool) -> Self {
+        self.late_shutdown = on;
+        self
+    }
+
+    /// Report receive gaps (see the `gaps` field).
+    #[must_use]
+    pub fn gaps(mut self, on: bool) -> Self {
+        self.gaps = on;
+        self
+    }
+
     fn args(&self, id: &str) -> Vec<String> {
         let mut a = vec![
             "--target".to_owned(),
@@ -175,6 +198,12 @@ impl ClientSpec {
         }
         if self.echo {
             a.push("--echo".to_owned());
+        }
+        if self.late_shutdown {
+            a.push("--late-shutdown".to_owned());
+        }
+        if self.gaps {
+            a.push("--gaps".to_owned());
         }
         a
     }

@@ -1,0 +1,503 @@
+//! Multipath end to end (issue 5) through real DPDK: `deploy/lab.sh up` with this
+//! `hacd`, a real Linux MPTCP client whose second path (lte0, an `ip mptcp endpoint
+//! … subflow`) joins the connection, and a plain Linux TCP server.
+//!
+//! - `multipath_lab_failover`: DSL 40 Mbit/s 10 ms + LTE 20 Mbit/s 40 ms, scheduler
+//!   `aggregate`; a 50 MB download stays byte-exact (no fallback) when DSL is cut
+//!   about a third in and restored about two thirds in; both access links carry
+//!   downstream data before the cut (at least 256 KiB: how much depends on how
+//!   fast the BBR server's start-up saturates DSL, 0.9–3.9 MB measured), LTE during
+//!   the cut, and DSL again after the restore. `--nocapture` prints what each link
+//!   carried and the longest receive gap.
+//! - `multipath_lab_forged_join`: an MP_JOIN SYN with a random token from the
+//!   client's LTE address (v4 and v6, `scripts/join_probe.py`) is answered by a RST
+//!   with MP_TCPRST, reaches nothing behind the converter (the server namespace's TCP
+//!   counters do not move), leaves no state (the same SYN again gets the same answer)
+//!   and does not disturb a live connection.
+//!
+//! Needs root (CI runs as root); skipped otherwise. The lab runs under its own
+//! `LAB_PREFIX` / `LAB_RUN` (never the `hac` contract lab), and the tests of this
+//! binary take turns (one lab at a time; the machine has few cores).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use hac_harness::{ClientResult, ClientSpec, ConvertOutcome, Peers, skip_unless_root};
+use serde_json::Value;
+
+const MB: u64 = 1 << 20;
+const SERVER_V4: &str = "198.51.100.2";
+const SERVER_V6: &str = "2001:db8:100::2";
+const SERVER_PORT: u16 = 8080;
+
+/// The tests of this binary take turns.
+static LAB_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
+    LAB_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The link emulator next to this build's target directory (`<target>/release`), when
+/// it is there; otherwise lab.sh finds or builds it.
+fn linkemu() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LINKEMU") {
+        return Some(PathBuf::from(p));
+    }
+    let hacd = Path::new(env!("CARGO_BIN_EXE_hacd"));
+    let p = hacd.parent()?.parent()?.join("release/hac-linkemu");
+    p.exists().then_some(p)
+}
+
+/// One lab instance under a prefix of its own; `lab.sh down` on drop.
+struct Lab {
+    prefix: String,
+    env: Vec<(String, String)>,
+}
+
+impl Lab {
+    /// `tag`: one lowercase letter; `env`: extra lab.sh environment (mode, scheduler).
+    fn up(tag: &str, env: &[(&str, &str)]) -> Lab {
+        let lab = Lab {
+            prefix: format!("hmp{tag}{}", std::process::id() % 1_000_000),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let _ = lab.sh(&["down"], 60);
+        let out = lab.sh(&["up"], 150);
+        assert!(
+            out.status.success(),
+            "lab.sh up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/{}-lab", self.prefix))
+    }
+
+    /// `lab.sh ARGS…`, bounded by `limit` seconds.
+    fn sh(&self, args: &[&str], limit: u64) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", &limit.to_string(), "bash"])
+            .arg(repo().join("deploy/lab.sh"))
+            .args(args)
+            .current_dir(repo())
+            .env("LAB_PREFIX", &self.prefix)
+            .env("LAB_RUN", self.run_dir())
+            .env("LAB_WORKERS", "1")
+            .env("HACD", env!("CARGO_BIN_EXE_hacd"));
+        for k in [
+            "LAB_SCHEDULER",
+            "LAB_MULTIPATH",
+            "LAB_KERNEL_ROUTER",
+            "LAB_KERNEL_PROXY",
+            "LAB_KERNEL_E2E",
+        ] {
+            cmd.env_remove(k);
+        }
+        if let Some(l) = linkemu() {
+            cmd.env("LINKEMU", l);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run deploy/lab.sh")
+    }
+
+    fn sh_ok(&self, args: &[&str]) {
+        let out = self.sh(args, 30);
+        assert!(
+            out.status.success(),
+            "lab.sh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Bytes received by a client interface (dsl0, lte0): what that access link
+    /// delivered downstream.
+    fn rx_bytes(&self, ifname: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &self.ns("client"),
+                "-s",
+                "-j",
+                "link",
+                "show",
+                "dev",
+                ifname,
+            ])
+            .output()
+            .expect("ip -s link");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let l = &v[0];
+        l["stats64"]["rx"]["bytes"]
+            .as_u64()
+            .or_else(|| l["stats"]["rx"]["bytes"].as_u64())
+            .unwrap_or_else(|| panic!("no rx counter for {ifname}: {v}"))
+    }
+
+    /// A counter of `/proc/net/<file>` (`snmp`, `netstat`) in namespace `ns`, e.g.
+    /// ("snmp", "Tcp:", "InSegs") or ("netstat", "MPTcpExt:", "MPJoinSynAckRx").
+    fn counter(&self, ns: &str, file: &str, group: &str, name: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(ns),
+                "cat",
+                &format!("/proc/net/{file}"),
+            ])
+            .output()
+            .expect("read /proc/net counters");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [keys, vals] = pair else { continue };
+            if !keys.starts_with(group) {
+                continue;
+            }
+            for (k, v) in keys.split_whitespace().zip(vals.split_whitespace()) {
+                if k == name {
+                    return v.parse().unwrap_or(0);
+                }
+            }
+        }
+        0
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.sh(&["down"], 60);
+        if !out.status.success() {
+            eprintln!("lab.sh down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn peers(lab: &Lab, tag: &str) -> Peers {
+    let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
+    Peers::new(
+        tag,
+        &lab.ns("client"),
+        &lab.ns("server"),
+        &binds,
+        SERVER_PORT,
+    )
+    .expect("test server")
+}
+
+fn v4_dest() -> SocketAddr {
+    SocketAddr::new(SERVER_V4.parse().unwrap(), SERVER_PORT)
+}
+
+/// Polls `f` every 20 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+fn check_download(peers: &Peers, res: &ClientResult, down: u64) {
+    assert_eq!(res.convert, ConvertOutcome::Ok, "{res:?}");
+    let srv = peers
+        .server()
+        .wait_record(&res.id, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no server record: {res:?}\n{:?}", peers.server().log()));
+    res.check_transfer(&srv, 0, down)
+        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+    assert_eq!(res.fallback, Some(false), "fell back to TCP: {res:?}");
+}
+
+#[test]
+fn multipath_lab_failover() {
+    if skip_unless_root("multipath_lab_failover") {
+        return;
+    }
+    let _lock = lab_lock();
+    // LAB_SCHEDULER makes lab.sh render [multipath] and fail at once if hacd rejects it.
+    let lab = Lab::up("a", &[("LAB_SCHEDULER", "aggregate")]);
+    lab.sh_ok(&["shape", "dsl", "40", "10"]);
+    lab.sh_ok(&["shape", "lte", "20", "40"]);
+    let peers = peers(&lab, "mpa");
+    let size = 50 * MB;
+    let spec = ClientSpec::convert(v4_dest())
+        .request_in_syn(true)
+        .late_shutdown(true)
+        .gaps(true)
+        .down(size)
+        .timeout(Duration::from_secs(150));
+
+    let (dsl0, lte0) = (lab.rx_bytes("dsl0"), lab.rx_bytes("lte0"));
+    let joins0 = lab.counter("client", "netstat", "MPTcpExt:", "MPJoinSynAckRx");
+    let delivered = || lab.rx_bytes("dsl0") - dsl0 + lab.rx_bytes("lte0") - lte0;
+    let client = peers.spawn_client(&spec).expect("client");
+    let t0 = Instant::now();
+
+    // Cut DSL once a third has arrived (frame bytes on the two client interfaces),
+    // restore it at two thirds; each wait is bounded (≈ 4 times the time the bytes
+    // take at the link rates, and below the test server's 30 s I/O timeout), and the
+    // link always comes back.
+    let third_in = wait_for(Duration::from_secs(30), || delivered() >= size / 3);
+    let lte_before_cut = lab.rx_bytes("lte0") - lte0;
+    lab.sh_ok(&["link", "dsl", "down"]);
+    let t_cut = t0.elapsed();
+    let two_thirds_in = wait_for(Duration::from_secs(25), || delivered() >= 2 * size / 3);
+    let lte_during_cut = lab.rx_bytes("lte0") - lte0 - lte_before_cut;
+    lab.sh_ok(&["link", "dsl", "up"]);
+    let t_restore = t0.elapsed();
+    let dsl_at_restore = lab.rx_bytes("dsl0");
+    let res = client.wait().expect("client");
+    let dsl_after_restore = lab.rx_bytes("dsl0") - dsl_at_restore;
+    let joins = lab.counter("client", "netstat", "MPTcpExt:", "MPJoinSynAckRx") - joins0;
+    let raw: Value = serde_json::from_str(&res.raw).unwrap_or(Value::Null);
+    let summary = format!(
+        "cut at {t_cut:.2?} (a third in: {third_in}), restored at {t_restore:.2?} (two thirds \
+         in: {two_thirds_in}); LTE bytes before the cut {lte_before_cut}, during it \
+         {lte_during_cut}; DSL bytes after the restore {dsl_after_restore}; joins {joins}; \
+         longest receive gap {} s at {} s; {:.1} s in all",
+        raw["max_gap"],
+        raw["max_gap_at"],
+        res.elapsed.as_secs_f64()
+    );
+    eprintln!("multipath_lab_failover: {summary}");
+
+    assert!(
+        joins >= 1,
+        "the client's LTE subflow never joined: {summary}"
+    );
+    assert!(third_in && two_thirds_in, "the download stalled: {summary}");
+    check_download(&peers, &res, size);
+    assert!(
+        lte_before_cut >= MB / 4,
+        "LTE carried (almost) no downstream data while both links were up: {summary}"
+    );
+    assert!(
+        lte_during_cut >= MB,
+        "LTE carried no downstream data while DSL was cut: {summary}"
+    );
+    assert!(
+        dsl_after_restore >= MB,
+        "DSL carried no downstream data after it came back: {summary}"
+    );
+}
+
+/// Runs `scripts/join_probe.py` in the client namespace.
+fn join_probe(lab: &Lab, src: &str, dst: &str, extra: &[&str]) -> Value {
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "2",
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns("client"),
+            "python3",
+        ])
+        .arg(repo().join("dataplane/harness/scripts/join_probe.py"))
+        .args([
+            "--src",
+            src,
+            "--dst",
+            dst,
+            "--dport",
+            "5124",
+            "--timeout",
+            "4",
+        ])
+        .args(extra)
+        .output()
+        .expect("join_probe.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    let v: Value = line
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "join_probe.py printed no result ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("join probe {src} -> {dst}: {v}");
+    v
+}
+
+/// The answer to a forged join: a RST (with ACK = SYN + 1), MP_TCPRST, no SYN-ACK.
+fn assert_refused(v: &Value) {
+    assert!(v["error"].is_null(), "probe error: {v}");
+    assert!(
+        !v["answer"].is_null(),
+        "no answer to the forged MP_JOIN SYN: {v}"
+    );
+    assert_eq!(v["synack"], Value::Bool(false), "forged join accepted: {v}");
+    assert_eq!(v["rst"], Value::Bool(true), "no RST: {v}");
+    assert_eq!(
+        v["answer"]["ack_ok"],
+        Value::Bool(true),
+        "RST does not ack the SYN: {v}"
+    );
+    assert_eq!(
+        v["answer"]["checksum_ok"],
+        Value::Bool(true),
+        "bad checksum: {v}"
+    );
+    assert!(v["mp_tcprst"].is_object(), "RST without MP_TCPRST: {v}");
+}
+
+#[test]
+fn multipath_lab_forged_join() {
+    if skip_unless_root("multipath_lab_forged_join") {
+        return;
+    }
+    let _lock = lab_lock();
+    // Default multipath setting: [multipath] when this hacd accepts it (lab.sh probes).
+    let lab = Lab::up("b", &[]);
+    let peers = peers(&lab, "mpb");
+    let probes = [
+        ("198.18.2.2", "192.0.2.1"),
+        ("2001:db8:2::2", "2001:db8:ffff::1"),
+    ];
+
+    // Idle converter: nothing may reach the server side, and no state may stay.
+    let srv_in = || lab.counter("server", "snmp", "Tcp:", "InSegs");
+    let srv_opens = || lab.counter("server", "snmp", "Tcp:", "PassiveOpens");
+    let (in0, opens0) = (srv_in(), srv_opens());
+    for (src, dst) in probes {
+        let first = join_probe(&lab, src, dst, &[]);
+        assert_refused(&first);
+        // The same SYN again (same ports, sequence number, token and nonce): the same
+        // answer, so the first one left nothing behind.
+        let again: Vec<String> = [
+            ("--sport", first["sport"].to_string()),
+            (
+                "--token",
+                first["token"].as_str().unwrap_or_default().to_owned(),
+            ),
+            (
+                "--nonce",
+                first["nonce"].as_str().unwrap_or_default().to_owned(),
+            ),
+            ("--seq", first["seq"].to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect();
+        let again: Vec<&str> = again.iter().map(String::as_str).collect();
+        let second = join_probe(&lab, src, dst, &again);
+        assert_refused(&second);
+        assert_eq!(
+            first["mp_tcprst"], second["mp_tcprst"],
+            "{first} / {second}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        srv_in(),
+        in0,
+        "a forged join sent TCP segments to the server side"
+    );
+    assert_eq!(srv_opens(), opens0);
+
+    // With a live connection (whose own LTE subflow may join once multipath lands):
+    // a forged token is still refused and the connection goes on unharmed.
+    lab.sh_ok(&["shape", "dsl", "20", "10"]);
+    lab.sh_ok(&["shape", "lte", "10", "40"]);
+    let size = 8 * MB;
+    let spec = ClientSpec::convert(v4_dest())
+        .request_in_syn(true)
+        .late_shutdown(true)
+        .down(size)
+        .timeout(Duration::from_secs(60));
+    let dsl0 = lab.rx_bytes("dsl0");
+    let client = peers.spawn_client(&spec).expect("client");
+    assert!(
+        wait_for(Duration::from_secs(20), || lab.rx_bytes("dsl0") - dsl0
+            >= MB),
+        "the download did not start"
+    );
+    for (src, dst) in probes {
+        assert_refused(&join_probe(&lab, src, dst, &[]));
+    }
+    let res = client.wait().expect("client");
+    check_download(&peers, &res, size);
+
+    // hacd is still up and forwarding (status exits 0 only when everything runs).
+    let st = lab.sh(&["status"], 30);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success() && !text.contains("NOT running"),
+        "lab status after the probes:\n{text}"
+    );
+
+    // hacd's engine counters, logged per worker when it stops (an hacd without them
+    // logs none: nothing more to check then): every forged join refused, none
+    // accepted beyond the live client's own LTE join.
+    let forged = 3 * probes.len() as u64;
+    if let Some(c) = stop_hacd_counters(&lab) {
+        let get = |k: &str| {
+            c.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v)
+                .sum::<u64>()
+        };
+        eprintln!("hacd engine counters: {c:?}");
+        assert!(
+            get("joins_refused") >= forged,
+            "{forged} forged joins, joins_refused = {}",
+            get("joins_refused")
+        );
+        assert!(
+            get("joins_accepted") <= 1,
+            "joins accepted beyond the live client's: {}",
+            get("joins_accepted")
+        );
+    }
+}
+
+/// Stops hacd (SIGTERM) and returns the `name=value` fields of its "engine counters"
+/// log lines, or `None` when it logs none.
+fn stop_hacd_counters(lab: &Lab) -> Option<Vec<(String, u64)>> {
+    let pid = std::fs::read_to_string(lab.run_dir().join("hacd.pid")).ok()?;
+    let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+    let log_path = lab.run_dir().join("hacd.log");
+    let mut log = String::new();
+    wait_for(Duration::from_secs(8), || {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        log.contains("worker stopped")
+    });
+    let fields: Vec<(String, u64)> = log
+        .lines()
+        .filter(|l| l.contains("engine counters"))
+        .flat_map(str::split_whitespace)
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect();
+    (!fields.is_empty()).then_some(fields)
+}
