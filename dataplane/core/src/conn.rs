@@ -426,7 +426,11 @@ impl<P> Conn<P> {
         if ack.diff(rcv) > 0 {
             ack = rcv;
         }
-        if let Some(f) = leg.c_subflow_fin {
+        // The FIN is acknowledged once everything before it has arrived (RFC 9293
+        // §3.10.7.4: a FIN is processed in sequence).
+        if let Some(f) = leg.c_subflow_fin
+            && rcv.diff(f) >= 0
+        {
             ack = ack.max(f + 1);
         }
         ack.max(leg.c_ack_sent)

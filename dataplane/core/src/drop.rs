@@ -155,6 +155,12 @@ pub struct Counters {
     pub subflows_suspect: u64,
     pub subflows_dead: u64,
     pub subflows_revived: u64,
+    /// Bonded connections closed, and the sums of their repair-cache peak and mean
+    /// (sampled every 10 ms while data was in flight) sizes in bytes; the largest peak.
+    pub bonded_closed: u64,
+    pub cache_peak_sum: u64,
+    pub cache_mean_sum: u64,
+    pub cache_peak_max: u64,
 }
 
 impl Counters {

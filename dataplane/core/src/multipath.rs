@@ -343,6 +343,9 @@ pub(crate) struct Multi<P> {
     pub cached_peak: usize,
     /// The server's window (bytes) as last sent to the client.
     pub win_sent: u32,
+    /// Sum and count of the cache-size samples taken by the subflow check.
+    pub cached_sum: u64,
+    pub cached_samples: u64,
 }
 
 impl<P> Multi<P> {
@@ -356,6 +359,8 @@ impl<P> Multi<P> {
             tick_at: Deadline::NONE,
             cached_peak: 0,
             win_sent: 0,
+            cached_sum: 0,
+            cached_samples: 0,
         }
     }
 
@@ -1025,7 +1030,7 @@ impl<P: PacketBuf> Engine<P> {
                 }
                 let f = p.inflight.pop_front().expect("front");
                 rack_sent = Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
-                p.inflight_bytes -= u64::from(f.len);
+                p.inflight_bytes = p.inflight_bytes.saturating_sub(u64::from(f.len));
                 if f.pkt.is_some() {
                     freed_bytes += usize::from(f.len);
                     freed_segments += 1;
@@ -1127,13 +1132,13 @@ impl<P: PacketBuf> Engine<P> {
             p.dupacks = 0;
         }
         if freed_segments > 0 {
-            m.cached -= freed_bytes;
+            m.cached = m.cached.saturating_sub(freed_bytes);
         }
         if revived {
             self.counters.subflows_revived += 1;
         }
-        self.cache_segments -= freed_segments;
-        self.cache_bytes -= freed_bytes;
+        self.cache_segments = self.cache_segments.saturating_sub(freed_segments);
+        self.cache_bytes = self.cache_bytes.saturating_sub(freed_bytes);
         for &(s, reinject) in repairs.iter().flatten() {
             self.queue(id, Tx::Repair(k as u8, s.0));
             if reinject {
@@ -1164,6 +1169,8 @@ impl<P: PacketBuf> Engine<P> {
         let Some(c) = self.conn_mut(id) else { return };
         let Some(m) = c.mp.as_mut() else { return };
         m.tick_at = Deadline::NONE;
+        m.cached_sum += m.cached as u64;
+        m.cached_samples += 1;
         let n = m.paths.len();
         let mut to_reinject: Vec<(usize, u32)> = Vec::new();
         let mut to_repair: Vec<(usize, u32)> = Vec::new();
@@ -1273,21 +1280,26 @@ impl<P: PacketBuf> Engine<P> {
             }
         }
         m.paths[k].inflight_bytes = 0;
-        m.cached -= bytes;
-        self.cache_bytes -= bytes;
-        self.cache_segments -= segs;
+        m.cached = m.cached.saturating_sub(bytes);
+        self.cache_bytes = self.cache_bytes.saturating_sub(bytes);
+        self.cache_segments = self.cache_segments.saturating_sub(segs);
     }
 
     /// Releases every cache entry of a connection being removed.
     pub(crate) fn release_cache(&mut self, c: &Conn<P>) {
         if let Some(m) = &c.mp {
+            let k = &mut self.counters;
+            k.bonded_closed += 1;
+            k.cache_peak_sum += m.cached_peak as u64;
+            k.cache_peak_max = k.cache_peak_max.max(m.cached_peak as u64);
+            k.cache_mean_sum += m.cached_sum / m.cached_samples.max(1);
             let segs: usize = m
                 .paths
                 .iter()
                 .map(|p| p.inflight.iter().filter(|f| f.pkt.is_some()).count())
                 .sum();
-            self.cache_segments -= segs;
-            self.cache_bytes -= m.cached;
+            self.cache_segments = self.cache_segments.saturating_sub(segs);
+            self.cache_bytes = self.cache_bytes.saturating_sub(m.cached);
         }
     }
 
@@ -1465,9 +1477,9 @@ impl<P: PacketBuf> Engine<P> {
                 let src = &mut m.paths[k];
                 if let Some(i) = src.inflight.iter().position(|f| f.seq.0 == seq) {
                     let f = src.inflight.remove(i).expect("present");
-                    src.inflight_bytes -= u64::from(f.len);
+                    src.inflight_bytes = src.inflight_bytes.saturating_sub(u64::from(f.len));
                     if f.pkt.is_some() {
-                        m.cached -= usize::from(f.len);
+                        m.cached = m.cached.saturating_sub(usize::from(f.len));
                         dseg -= 1;
                         dbytes -= f.len as isize;
                     }
@@ -1537,6 +1549,27 @@ impl<P: PacketBuf> Engine<P> {
                 }
             })
             .collect()
+    }
+
+    /// Repair-cache statistics over the bonded connections closed so far and those
+    /// still open: (connections, mean of their peaks, mean of their means, largest
+    /// peak), bytes.
+    #[must_use]
+    pub fn cache_report(&self) -> (u64, u64, u64, u64) {
+        let k = &self.counters;
+        let (mut n, mut peak, mut mean, mut max) = (
+            k.bonded_closed,
+            k.cache_peak_sum,
+            k.cache_mean_sum,
+            k.cache_peak_max,
+        );
+        for m in self.conns.iter().flatten().filter_map(|c| c.mp.as_ref()) {
+            n += 1;
+            peak += m.cached_peak as u64;
+            mean += m.cached_sum / m.cached_samples.max(1);
+            max = max.max(m.cached_peak as u64);
+        }
+        (n, peak / n.max(1), mean / n.max(1), max)
     }
 
     /// Repair-cache occupancy of this shard: (segments, bytes).

@@ -301,6 +301,17 @@ impl<P: PacketBuf> Engine<P> {
         }
         c.release_handshake();
         let closed = c.data_closed();
+        // An old duplicate on a bonded subflow (the client retransmits data it
+        // already had acknowledged, e.g. after its path came back and our ACK was
+        // lost): it is answered with an ACK (RFC 9293 §3.10.7.4), or the client
+        // keeps the subflow marked as failed.
+        let old_dup = bonded
+            && payload_len > 0
+            && (seg.seq + payload_len).diff(self.conn(id).expect("present").legk(k).c_ack_sent)
+                <= 0;
+        if old_dup && !subflow_fin {
+            self.queue(id, Tx::PathAck(k as u8));
+        }
         if subflow_fin {
             self.queue(
                 id,

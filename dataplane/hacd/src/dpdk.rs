@@ -202,6 +202,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                     }
                 }
                 let c = worker.engine().counters();
+                let cache = worker.engine().cache_report();
                 tracing::info!(
                     worker = w,
                     established = c.established,
@@ -216,6 +217,10 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                     suspect = c.subflows_suspect,
                     dead = c.subflows_dead,
                     revived = c.subflows_revived,
+                    bonded = cache.0,
+                    cache_peak_mean = cache.1,
+                    cache_mean_mean = cache.2,
+                    cache_peak_max = cache.3,
                     generated = c.generated,
                     "engine counters"
                 );

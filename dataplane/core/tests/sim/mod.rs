@@ -15,6 +15,8 @@
 //! the data sequence space).
 #![allow(dead_code)]
 
+pub mod mpclient;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
@@ -28,7 +30,8 @@ use hac_wire::crypto::key_material;
 use hac_wire::ipv4::Ipv4Repr;
 use hac_wire::ipv6::Ipv6Repr;
 use hac_wire::mptcp::{
-    DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr, MptcpOption,
+    DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr, MpJoinRepr,
+    MpPrioRepr, MpTcpRstRepr, MptcpOption,
 };
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::{self, Flags, TcpRepr};
@@ -116,6 +119,9 @@ pub enum Mp {
     Capable(MpCapableRepr),
     Dss(DssRepr),
     Fastclose(u64),
+    Join(MpJoinRepr),
+    TcpRst(MpTcpRstRepr),
+    Prio(MpPrioRepr),
     Other(u8),
 }
 
@@ -161,6 +167,27 @@ impl Pkt {
     pub fn fastclose(&self) -> Option<u64> {
         self.mptcp.iter().find_map(|o| match o {
             Mp::Fastclose(k) => Some(*k),
+            _ => None,
+        })
+    }
+
+    pub fn join(&self) -> Option<MpJoinRepr> {
+        self.mptcp.iter().find_map(|o| match o {
+            Mp::Join(j) => Some(*j),
+            _ => None,
+        })
+    }
+
+    pub fn tcprst(&self) -> Option<MpTcpRstRepr> {
+        self.mptcp.iter().find_map(|o| match o {
+            Mp::TcpRst(r) => Some(*r),
+            _ => None,
+        })
+    }
+
+    pub fn prio(&self) -> Option<MpPrioRepr> {
+        self.mptcp.iter().find_map(|o| match o {
+            Mp::Prio(p) => Some(*p),
             _ => None,
         })
     }
@@ -241,6 +268,9 @@ pub fn parse(b: &[u8]) -> Result<Pkt, String> {
                     MptcpOption::MpCapable(c) => Mp::Capable(c),
                     MptcpOption::Dss(d) => Mp::Dss(d),
                     MptcpOption::MpFastclose(f) => Mp::Fastclose(f.receiver_key),
+                    MptcpOption::MpJoin(j) => Mp::Join(j),
+                    MptcpOption::MpTcpRst(r) => Mp::TcpRst(r),
+                    MptcpOption::MpPrio(r) => Mp::Prio(r),
                     other => Mp::Other(other.subtype()),
                 });
             }
@@ -1544,6 +1574,10 @@ pub struct ServerCfg {
     pub on_syn: OnSyn,
     pub min_rto_us: u64,
     pub window_segments: u64,
+    /// After an RTO, send one segment and grow by one per segment acknowledged
+    /// (RFC 5681 §3.1 loss window, then slow start) instead of resending the whole
+    /// window at once.
+    pub slow_start_after_rto: bool,
     pub seed: u64,
 }
 
@@ -1558,6 +1592,7 @@ impl ServerCfg {
             on_syn: OnSyn::Accept,
             min_rto_us: 200 * MS,
             window_segments: 16,
+            slow_start_after_rto: false,
             seed: 2,
         }
     }
@@ -1605,6 +1640,12 @@ pub struct Server {
     pub anomalies: Vec<String>,
     pub rst: Option<Pkt>,
     pub received: Vec<Pkt>,
+    /// Data segments and FINs sent again (every one is an RTO retransmission: the
+    /// model has no fast retransmit).
+    pub retransmits: u64,
+    /// Congestion window in segments (only below `window_segments` after an RTO
+    /// with `slow_start_after_rto`).
+    cwnd: u64,
 }
 
 impl Server {
@@ -1640,6 +1681,8 @@ impl Server {
             anomalies: Vec::new(),
             rst: None,
             received: Vec::new(),
+            retransmits: 0,
+            cwnd: cfg.window_segments,
             cfg,
         }
     }
@@ -1779,7 +1822,7 @@ impl Server {
         }
         let wnd = self
             .peer_wnd
-            .min(self.cfg.window_segments * self.seg_size());
+            .min(self.cfg.window_segments.min(self.cwnd) * self.seg_size());
         let total = self.app.len() as u64;
         while self.snd_nxt < total {
             let inflight = self.snd_nxt - self.una;
@@ -1791,6 +1834,9 @@ impl Server {
                 .min(total - self.snd_nxt)
                 .min(wnd - inflight);
             let seq = self.seq_of(self.snd_nxt);
+            if self.snd_nxt < self.snd_max {
+                self.retransmits += 1;
+            }
             self.send(now, seq, Flags::ACK | Flags::PSH, Some((self.snd_nxt, l)));
             self.snd_nxt += l;
             self.snd_max = self.snd_max.max(self.snd_nxt);
@@ -1817,9 +1863,13 @@ impl Server {
                 return;
             }
             self.snd_nxt = self.una;
+            if self.cfg.slow_start_after_rto {
+                self.cwnd = 1;
+            }
             self.rto_us = (self.rto_us * 2).min(10 * SEC);
             if self.fin_sent && !self.fin_acked {
                 let seq = self.seq_of(self.app.len() as u64);
+                self.retransmits += 1;
                 self.send(now, seq, Flags::ACK | Flags::FIN, None);
             }
             self.rto_at = Some(now + self.rto_us);
@@ -1939,7 +1989,13 @@ impl Server {
             if off > self.snd_max as i64 {
                 self.anomaly(now, format!("ACK {off} beyond {}", self.snd_max));
             } else if off > self.una as i64 {
+                let acked = off as u64 - self.una;
                 self.una = off as u64;
+                // An ACK for data sent before an RTO rewound `snd_nxt`.
+                self.snd_nxt = self.snd_nxt.max(self.una);
+                if self.cwnd < self.cfg.window_segments {
+                    self.cwnd += acked.div_ceil(self.seg_size()).max(1);
+                }
                 progress = true;
             }
             self.peer_wnd = u64::from(p.window) << self.peer_ws;
@@ -2301,6 +2357,9 @@ pub fn describe(p: &Pkt) -> String {
                 }
             }
             Mp::Fastclose(k) => s += &format!(" FASTCLOSE {k:x}"),
+            Mp::Join(j) => s += &format!(" JOIN{j:?}"),
+            Mp::TcpRst(r) => s += &format!(" TCPRST {:?}", r.reason),
+            Mp::Prio(p) => s += &format!(" PRIO b={}", p.backup),
             Mp::Other(t) => s += &format!(" mptcp-{t}"),
         }
     }

@@ -1,0 +1,1190 @@
+//! Multipath (MP_JOIN) behaviour of the engine in the deterministic simulator
+//! (`sim/mpclient.rs`): a client that joins subflows from other addresses over
+//! access paths of their own (rate, delay, loss, outages), the engine, and the plain
+//! TCP server model. Scenarios by state: fixtures bring a connection to "every
+//! subflow joined", then one behaviour is checked — aggregation, loss on one path, a
+//! path that dies and comes back, backup subflows, the subflow limit, forged joins.
+//!
+//! Every transfer checks byte-exact delivery to both applications, that neither
+//! model saw an anomaly (see `sim/mpclient.rs` for what the client checks), and at
+//! the end that no subflow kept a hole (RFC 8684 §3.3.6, subflow integrity).
+//!
+//! The reference paths are the lab's (docs: multipath-scheduling.md): DSL 40 Mbit/s
+//! 10 ms one way, LTE 20 Mbit/s 40 ms one way; the server is 10 ms behind the
+//! converter. The server model has no congestion control: a fixed window (1.5 × the
+//! sum of the rates × the largest RTT) and RTO-only recovery, so in a run without
+//! loss every server retransmission is an ACK stall of 200 ms or more.
+//!
+//! The engine also sees checks that need the whole world: an ACK on a subflow may
+//! only cover client bytes that reached the engine (RFC 9293 §3.4), no data goes on
+//! a join before its third ACK arrived (RFC 8684 §3.2), and no correctly mapped
+//! client segment is dropped.
+//!
+//! Knobs: `SIM_DUMP=1` keeps the engine's packet log (a failing scenario prints its
+//! tail); with `SIM_DUMP_FILE=path` as well, the whole log of the last transfer is
+//! written there.
+
+mod sim;
+
+use hac_core::{EngineConfig, Scheduler};
+use hac_wire::mptcp::{MpCapableForm, MpJoinRepr, MptcpOption};
+use hac_wire::tcp_options::{self, TcpOption};
+use sim::mpclient::*;
+use sim::*;
+
+// ------------------------------------------------------------------ configuration
+
+fn dsl() -> PathSpec {
+    PathSpec::symmetric(40, 10)
+}
+
+fn lte() -> PathSpec {
+    PathSpec::symmetric(20, 40)
+}
+
+fn even() -> PathSpec {
+    PathSpec::symmetric(20, 20)
+}
+
+/// MULTIPATH ENGINE CONFIGURATION — the `EngineConfig` fields of the multipath
+/// issue, set in this one place: `max_subflows` (the initial subflow included),
+/// `scheduler`, `primary_access` (empty: the initial subflow is primary),
+/// `repair_cache`, `cache_limit_bytes`.
+fn mp_engine(max_subflows: usize, scheduler: Scheduler) -> EngineConfig {
+    EngineConfig {
+        max_subflows,
+        scheduler,
+        primary_access: Vec::new(),
+        repair_cache: true,
+        cache_limit_bytes: 4 << 20,
+        ..engine_config()
+    }
+}
+
+/// Client and server of one family, one subflow per path, default engine policy.
+fn setup(v6: bool, paths: Vec<PathSpec>) -> MpSetup {
+    let mut s = MpSetup::new(v6, v6, paths);
+    s.engine = mp_engine(8, Scheduler::Aggregate);
+    s
+}
+
+fn pattern(n: usize, salt: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+fn sum_rate(s: &MpSim, down: bool) -> u64 {
+    s.up.iter()
+        .zip(&s.down)
+        .map(|(u, d)| if down { d.cfg.rate_bps } else { u.cfg.rate_bps })
+        .sum()
+}
+
+fn max_rtt(s: &MpSim) -> u64 {
+    s.up.iter()
+        .zip(&s.down)
+        .map(|(u, d)| u.cfg.delay_us + d.cfg.delay_us)
+        .max()
+        .unwrap_or(0)
+        + 2 * s.s2e.cfg.delay_us
+}
+
+/// The time `bytes` take at `frac` of `rate_bps`, plus one round trip of the
+/// slowest path (server included) for the first byte to arrive.
+fn bound_us(s: &MpSim, bytes: usize, rate_bps: u64, frac: f64) -> u64 {
+    (bytes as f64 * 8.0 * SEC as f64 / (frac * rate_bps as f64)) as u64 + max_rtt(s)
+}
+
+fn mbit(bytes: usize, us: u64) -> f64 {
+    bytes as f64 * 8.0 / us.max(1) as f64
+}
+
+fn tail(s: &MpSim) -> String {
+    let mut a = s.all_anomalies();
+    a.extend(s.client.final_anomalies());
+    // Kinds: the message with its numbers blanked, counted.
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for m in &a {
+        let k: String = m
+            .split(':')
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(":")
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .take(90)
+            .collect();
+        *kinds.entry(k).or_default() += 1;
+    }
+    format!(
+        "{} anomalies, by kind: {kinds:#?}\nfirst: {:#?}\n{}\n{}",
+        a.len(),
+        &a[..a.len().min(6)],
+        s.summary(),
+        s.dump_tail(60)
+    )
+}
+
+/// With `SIM_DUMP_FILE=path`, writes the whole packet log there (exploration).
+fn save_log(s: &MpSim) {
+    if let Some(p) = std::env::var_os("SIM_DUMP_FILE") {
+        std::fs::write(p, s.dump()).expect("write the packet log");
+    }
+}
+
+// ------------------------------------------------------------------ fixtures
+
+/// Every planned subflow joined (the fourth ACK in) or refused as planned, the
+/// Convert reply delivered, the server leg established; no anomaly so far.
+fn conn_joined(setup: MpSetup) -> MpSim {
+    let mut s = setup.build();
+    let ok = s.run_until(5 * SEC, |s| {
+        s.client.reply().is_some()
+            && s.client.joins_settled()
+            && s.server.state == SState::Established
+    });
+    let a = s.all_anomalies();
+    if !ok || !a.is_empty() {
+        save_log(&s);
+    }
+    assert!(ok, "subflows not joined:\n{}", tail(&s));
+    assert!(
+        a.is_empty(),
+        "anomalies while joining: {a:#?}\n{}",
+        tail(&s)
+    );
+    s
+}
+
+/// When each direction of a transfer completed.
+#[derive(Debug, Clone, Copy)]
+struct Done {
+    start: u64,
+    down: u64,
+    up: u64,
+}
+
+impl Done {
+    fn down_us(&self) -> u64 {
+        self.down - self.start
+    }
+    fn up_us(&self) -> u64 {
+        self.up - self.start
+    }
+}
+
+#[track_caller]
+fn assert_same(what: &str, got: &[u8], want: &[u8], s: &MpSim) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: {} bytes delivered of {}, first difference at {first:?}\n{}",
+            got.len(),
+            want.len(),
+            tail(s)
+        );
+    }
+}
+
+/// `up` bytes client → server and `down` bytes server → client (after whatever the
+/// applications wrote before), both sides closing; runs until both applications
+/// have every byte and every subflow is closed (RFC 8684 §3.3.3), within
+/// `limit_us`. Checks every byte and the models.
+fn transfer(s: &mut MpSim, up: &[u8], down: &[u8], limit_us: u64) -> Done {
+    let start = s.now;
+    s.client.write(up);
+    s.client.close();
+    s.server.write(down);
+    s.server.close();
+    let syn_app = s.client.cfg.syn_app.len();
+    let (want_up, want_down) = (s.client.app.len(), s.server.app.len());
+    let (mut t_down, mut t_up) = (None, None);
+    let closed = s.run_until(limit_us, |s| {
+        if t_down.is_none() && s.client.server_bytes().len() >= want_down {
+            t_down = Some(s.now);
+        }
+        if t_up.is_none() && s.server.rx.nxt() as usize >= syn_app + want_up {
+            t_up = Some(s.now);
+        }
+        s.client.closed() && s.server.closed()
+    });
+    save_log(s);
+    assert_same("downstream", s.client.server_bytes(), &s.server.app, s);
+    assert_same("upstream", &s.server.rx.data[syn_app..], &s.client.app, s);
+    s.assert_clean();
+    assert!(
+        s.client.data_closed() && s.server.closed(),
+        "both DATA_FINs not acknowledged within {limit_us} us:\n{}",
+        tail(s)
+    );
+    assert!(
+        closed,
+        "a subflow was not closed with FIN after the DATA_FINs (RFC 8684 §3.3.3):\n{}",
+        tail(s)
+    );
+    Done {
+        start,
+        down: t_down.expect("downstream complete"),
+        up: t_up.expect("upstream complete"),
+    }
+}
+
+/// The longest time in `[from, to)` during which no new byte reached the
+/// client application in order (a goodput gap).
+fn longest_gap(s: &MpSim, from: u64, to: u64) -> u64 {
+    let mut last = from;
+    let mut gap = 0;
+    for &(t, _) in s
+        .client
+        .delivery_log
+        .iter()
+        .filter(|d| d.0 >= from && d.0 < to)
+    {
+        gap = gap.max(t - last);
+        last = t;
+    }
+    gap.max(to.saturating_sub(last))
+}
+
+/// Payload bytes the converter sent on subflow `i` (duplicates included).
+fn down_share(s: &MpSim, i: usize) -> f64 {
+    let total: u64 = s.client.subs.iter().map(Subflow::rx_bytes).sum();
+    s.client.subs[i].rx_bytes() as f64 / total.max(1) as f64
+}
+
+/// Bytes of ours first sent on subflow `i`.
+fn up_share(s: &MpSim, i: usize) -> f64 {
+    let total: u64 = s.client.subs.iter().map(Subflow::tx_bytes).sum();
+    s.client.subs[i].tx_bytes() as f64 / total.max(1) as f64
+}
+
+#[track_caller]
+fn assert_no_server_retransmissions(s: &MpSim) {
+    assert_eq!(
+        s.server.retransmits,
+        0,
+        "the server retransmitted in a run without loss (an ACK stall of an RTO)\n{}",
+        tail(s)
+    );
+}
+
+// ------------------------------------------------------------------ model self-checks
+
+/// Classic little-endian Ethernet pcap frames, IP header first.
+fn capture(name: &str) -> Vec<Pkt> {
+    let path = format!(
+        "{}/../wire/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let d = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(&d[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap");
+    let mut off = 24;
+    let mut v = Vec::new();
+    while off + 16 <= d.len() {
+        let incl = u32::from_le_bytes(d[off + 8..off + 12].try_into().unwrap()) as usize;
+        let frame = &d[off + 16..off + 16 + incl];
+        v.push(parse(&frame[14..]).expect("capture frame parses"));
+        off += 16 + incl;
+    }
+    v
+}
+
+/// The raw MPTCP option of a captured frame (the model re-emits it byte for byte).
+fn raw_mptcp(name: &str, index: usize) -> Vec<u8> {
+    let path = format!(
+        "{}/../wire/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let d = std::fs::read(&path).unwrap();
+    let mut off = 24;
+    for _ in 0..index {
+        let incl = u32::from_le_bytes(d[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16 + incl;
+    }
+    let incl = u32::from_le_bytes(d[off + 8..off + 12].try_into().unwrap()) as usize;
+    let ip = &d[off + 16 + 14..off + 16 + incl];
+    let ip_len = if ip[0] >> 4 == 4 {
+        usize::from(ip[0] & 15) * 4
+    } else {
+        40
+    };
+    let tcp = &ip[ip_len..];
+    let opts = &tcp[20..usize::from(tcp[12] >> 4) * 4];
+    tcp_options::iter(opts)
+        .find_map(|o| match o {
+            Ok(TcpOption::Mptcp(raw)) => Some(raw.to_vec()),
+            _ => None,
+        })
+        .expect("an MPTCP option")
+}
+
+fn emit_join(j: MpJoinRepr) -> Vec<u8> {
+    let mut b = [0u8; 40];
+    let n = MptcpOption::MpJoin(j).emit(&mut b).unwrap();
+    b[..n].to_vec()
+}
+
+/// The model's MP_JOIN options against a real Linux 6.18 join (fixtures README):
+/// with the keys of the initial subflow's third ACK and the captured nonces, the
+/// model's SYN, its check of the listener's SYN-ACK HMAC and its third ACK are the
+/// captured bytes (RFC 8684 §3.2).
+fn join_matches_capture(family: &str) {
+    let path1 = capture(&format!("{family}-path1.pcap"));
+    let (client_key, server_key) = path1
+        .iter()
+        .find_map(|p| match p.capable()?.form {
+            MpCapableForm::Ack {
+                sender_key,
+                receiver_key,
+            } => Some((sender_key, receiver_key)),
+            _ => None,
+        })
+        .expect("third ACK with both keys");
+    let path2_name = format!("{family}-path2.pcap");
+    let path2 = capture(&path2_name);
+    let Some(MpJoinRepr::Syn {
+        backup,
+        addr_id,
+        nonce: nonce_a,
+        ..
+    }) = path2[0].join()
+    else {
+        panic!("join SYN first");
+    };
+    let crypto = JoinCrypto {
+        local_key: client_key,
+        remote_key: server_key,
+    };
+    assert_eq!(
+        emit_join(crypto.syn(backup, addr_id, nonce_a)),
+        raw_mptcp(&path2_name, 0),
+        "join SYN option"
+    );
+    let synack = path2[1].join().expect("join SYN-ACK");
+    let nonce_b = crypto
+        .check_synack(nonce_a, synack)
+        .expect("the model accepts Linux's SYN-ACK HMAC");
+    assert_eq!(
+        emit_join(crypto.third_ack(nonce_a, nonce_b)),
+        raw_mptcp(&path2_name, 2),
+        "third ACK option (160-bit HMAC)"
+    );
+    // And refuses a SYN-ACK whose HMAC is off by one bit.
+    let MpJoinRepr::SynAck {
+        backup,
+        addr_id,
+        hmac,
+        nonce,
+    } = synack
+    else {
+        panic!("SYN-ACK form")
+    };
+    let bad = MpJoinRepr::SynAck {
+        backup,
+        addr_id,
+        hmac: hmac ^ 1,
+        nonce,
+    };
+    assert!(crypto.check_synack(nonce_a, bad).is_err());
+}
+
+#[test]
+fn model_join_options_match_the_linux_capture_v4() {
+    join_matches_capture("v4");
+}
+
+#[test]
+fn model_join_options_match_the_linux_capture_v6() {
+    join_matches_capture("v6");
+}
+
+/// The multipath client on its initial subflow alone, against the single-subflow
+/// engine: the model itself is clean (no anomaly, every byte, no server stall).
+fn model_alone_on_one_subflow(v6: bool) {
+    let mut s = conn_joined(setup(v6, vec![dsl()]));
+    let (up, down) = (pattern(1 << 20, 1), pattern(2 << 20, 2));
+    let limit = 30 * SEC;
+    let d = transfer(&mut s, &up, &down, limit);
+    eprintln!(
+        "one subflow: down {:.1} up {:.1} Mbit/s",
+        mbit(down.len(), d.down_us()),
+        mbit(up.len(), d.up_us())
+    );
+    assert_no_server_retransmissions(&s);
+    let rate = 40_000_000;
+    assert!(
+        d.down_us() <= bound_us(&s, down.len(), rate, 0.8),
+        "download {:.1} Mbit/s on a 40 Mbit/s path\n{}",
+        mbit(down.len(), d.down_us()),
+        s.summary()
+    );
+    assert!(d.up_us() <= bound_us(&s, up.len(), rate, 0.8));
+}
+
+#[test]
+fn model_alone_on_one_subflow_is_clean_v4() {
+    model_alone_on_one_subflow(false);
+}
+
+#[test]
+fn model_alone_on_one_subflow_is_clean_v6() {
+    model_alone_on_one_subflow(true);
+}
+
+/// The access link model: rate, delay, queue limit and outages.
+#[test]
+fn model_access_link_serialises_delays_and_cuts() {
+    let mut l = AccessLink::new(
+        PathCfg {
+            queue_us: 3_000,
+            ..PathCfg::new(10, 5)
+        },
+        1,
+    );
+    // 1250 bytes at 10 Mbit/s: 1 ms each.
+    for _ in 0..5 {
+        l.send(0, vec![0u8; 1250]);
+    }
+    assert_eq!(l.queue_drops, 1, "the 5th packet would wait 4 ms > 3 ms");
+    assert_eq!(l.next_at(), Some(MS + 5 * MS));
+    // Cut from 6.5 ms to 8 ms: what is queued or on the wire then is lost.
+    l.outages.push((6_500, 8_000));
+    assert!(l.pop_due(6 * MS).is_some(), "delivered at 6 ms");
+    assert!(l.pop_due(9 * MS).is_none(), "queued during the outage");
+    assert_eq!(l.cut_drops, 3);
+    assert!(l.is_empty());
+    l.send(7 * MS, vec![0u8; 1250]);
+    assert_eq!(l.cut_drops, 4, "sent during the outage");
+    l.send(8 * MS, vec![0u8; 1250]);
+    assert_eq!(l.pop_due(14 * MS).map(|p| p.len()), Some(1250));
+}
+
+// ------------------------------------------------------------------ refused joins
+
+/// The engine keeps nothing for subflow `i`'s 4-tuple: a segment on it (an ACK as
+/// after a completed handshake) is dropped and answered by nothing.
+#[track_caller]
+fn assert_no_state_for(s: &mut MpSim, i: usize) {
+    let sub = &s.client.subs[i];
+    let p = build(
+        sub.addr,
+        s.client.cfg.service,
+        sub.isn + 1,
+        sub.remote_isn + 1,
+        hac_wire::tcp::Flags::ACK,
+        1000,
+        &[],
+        &[],
+    );
+    let before = s.engine_out;
+    let a = s.engine_in(hac_core::Port::Access, &p);
+    assert!(
+        matches!(a, hac_core::Action::Drop(_)),
+        "a segment on the refused 4-tuple got {a:?}"
+    );
+    assert_eq!(
+        s.engine_out, before,
+        "the engine answered the refused 4-tuple"
+    );
+    s.drops.pop();
+}
+
+/// RFC 8684 §3.2: a join SYN for a token the converter never issued is answered by
+/// a RST carrying MP_TCPRST, and nothing is kept for it.
+fn unknown_token_refused(v6: bool) {
+    let mut st = setup(v6, vec![dsl(), lte()]);
+    st.client.subflows[1].forge = Forge::WrongToken;
+    let mut s = conn_joined(st);
+    assert_eq!(s.engine.connections(), 1);
+    let sub = &s.client.subs[1];
+    assert_eq!(sub.state, SubState::Refused, "{}", tail(&s));
+    let rst = sub.rsts.first().expect("a RST");
+    assert!(
+        rst.tcprst().is_some(),
+        "RST without MP_TCPRST: {}",
+        describe(rst)
+    );
+    assert!(sub.synack.is_none(), "no SYN-ACK for an unknown token");
+    assert_no_state_for(&mut s, 1);
+    // Nothing else goes to that address, and the connection works on.
+    let answers = s.down[1].sent;
+    let d = transfer(&mut s, &pattern(50_000, 3), &pattern(200_000, 4), 20 * SEC);
+    assert!(d.down > d.start);
+    assert_eq!(
+        s.down[1].sent, answers,
+        "the engine kept talking to a refused join"
+    );
+    assert_eq!(s.client.subs[0].state, SubState::Established);
+}
+
+#[test]
+fn join_with_an_unknown_token_is_refused_with_mp_tcprst_and_no_state_v4() {
+    unknown_token_refused(false);
+}
+
+#[test]
+fn join_with_an_unknown_token_is_refused_with_mp_tcprst_and_no_state_v6() {
+    unknown_token_refused(true);
+}
+
+/// RFC 8684 §3.2: the join SYN is valid (SYN-ACK with the converter's HMAC), but
+/// the third ACK's HMAC is wrong: the subflow is reset, never used, and nothing of
+/// it stays; the connection goes on over its other subflow.
+#[test]
+fn join_with_a_bad_third_ack_hmac_is_reset_and_leaves_no_state() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.subflows[1].forge = Forge::BadThirdAckHmac;
+    let mut s = conn_joined(st);
+    assert_eq!(s.engine.connections(), 1);
+    let sub = &s.client.subs[1];
+    assert!(
+        sub.synack.as_ref().and_then(Pkt::join).is_some(),
+        "a valid join SYN gets a SYN-ACK with MP_JOIN (the model checked its HMAC)\n{}",
+        tail(&s)
+    );
+    assert_eq!(sub.third_acks_sent, 1, "answered at the first third ACK");
+    assert!(
+        !sub.rsts.is_empty(),
+        "the bad third ACK is answered by a RST"
+    );
+    assert!(sub.established_at.is_none());
+    let answers = s.down[1].sent;
+    transfer(&mut s, &pattern(50_000, 5), &pattern(300_000, 6), 20 * SEC);
+    assert_eq!(s.client.subs[1].rx_bytes(), 0);
+    assert_eq!(s.down[1].sent, answers, "the engine used a reset join");
+    assert_no_state_for(&mut s, 1);
+}
+
+/// `max_subflows` = 8 counts the initial subflow: seven joins are accepted, the
+/// eighth (the ninth subflow) is refused with RST + MP_TCPRST and leaves no state.
+#[test]
+fn ninth_subflow_is_refused_when_the_limit_is_eight() {
+    let mut st = setup(false, vec![PathSpec::symmetric(10, 10); 9]);
+    // The ninth joins after the others are up.
+    st.client.subflows[8].after_us = 200 * MS;
+    st.client.subflows[8].expect_refusal = true;
+    let mut s = conn_joined(st);
+    assert_eq!(s.client.established(), 8, "{}", tail(&s));
+    let ninth = &s.client.subs[8];
+    assert_eq!(ninth.state, SubState::Refused);
+    assert!(ninth.rsts[0].tcprst().is_some(), "RST without MP_TCPRST");
+    assert_eq!(s.engine.connections(), 1);
+    transfer(&mut s, &pattern(100_000, 7), &pattern(1 << 20, 8), 20 * SEC);
+    assert_eq!(s.client.subs[8].rx_bytes(), 0);
+}
+
+// ------------------------------------------------------------------ join handshake
+
+/// RFC 8684 §3.2: the third ACK is retransmitted until the converter acknowledges
+/// it, and neither side sends data on the subflow before: the server writes at once,
+/// the join's first third ACK is lost; the engine places nothing on the join before
+/// the retransmitted third ACK arrives (checked on every engine packet), then uses it.
+#[test]
+fn lost_third_ack_of_a_join_is_retransmitted_until_acknowledged() {
+    let mut s = setup(false, vec![even(), even()]).build();
+    let mut dropped = false;
+    s.up[1].drop_rule = Some(Box::new(move |p: &Pkt| {
+        let third = matches!(p.join(), Some(MpJoinRepr::Ack { .. }));
+        if third && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    let down = pattern(4 << 20, 10);
+    s.server.write(&down);
+    s.server.close();
+    s.client.close();
+    let ok = s.run_until(30 * SEC, |s| s.client.closed() && s.server.closed());
+    assert_same("downstream", s.client.server_bytes(), &down, &s);
+    s.assert_clean();
+    assert!(ok, "{}", tail(&s));
+    let sub = &s.client.subs[1];
+    assert_eq!(sub.third_acks_sent, 2);
+    let up = sub.established_at.expect("joined");
+    assert!(
+        sub.rx_bytes_between(up, u64::MAX) > 1 << 20,
+        "the join (up at {} ms) carried little\n{}{}",
+        up / MS,
+        s.summary(),
+        s.timeline(0, s.now, 50 * MS)
+    );
+}
+
+/// A subflow that joins during a download takes its share within a second: two
+/// equal paths, the join opened 500 ms into an 8 MB download; from 0.5 s to 1 s
+/// after its fourth ACK it carries at least 0.6 of its link's rate, and the
+/// download as a whole is not slower than on one path.
+#[test]
+fn late_join_takes_its_share_within_a_second() {
+    let mut st = setup(false, vec![even(), even()]);
+    st.client.subflows[1].after_us = 500 * MS;
+    let mut s = st.build();
+    let ok = s.run_until(5 * SEC, |s| {
+        s.client.reply().is_some() && s.server.state == SState::Established
+    });
+    assert!(ok);
+    let n = 8 << 20;
+    let d = transfer(&mut s, &pattern(10_000, 38), &pattern(n, 39), 60 * SEC);
+    let sub = &s.client.subs[1];
+    let up = sub.established_at.expect("joined");
+    let rate = sub.rx_bytes_between(up + 500 * MS, up + SEC) as f64 * 8.0 / 0.5e6;
+    eprintln!(
+        "late join up at {} ms: {rate:.1} Mbit/s from +0.5 s to +1 s, download {:.1} Mbit/s",
+        (up - d.start) / MS,
+        mbit(n, d.down_us())
+    );
+    assert!(
+        up + SEC <= d.down,
+        "the download ended before the measurement"
+    );
+    assert!(
+        rate >= 0.6 * 20.0,
+        "the late join carried {rate:.1} Mbit/s of 20\n{}{}",
+        s.summary(),
+        s.timeline(d.start, d.down, 100 * MS)
+    );
+}
+
+/// A lost join SYN-ACK: the client's retransmitted SYN (same token and nonce) gets
+/// an answer, and the join completes.
+#[test]
+fn lost_join_synack_is_answered_on_the_retransmitted_syn() {
+    let mut s = setup(false, vec![even(), even()]).build();
+    let mut dropped = false;
+    s.down[1].drop_rule = Some(Box::new(move |p: &Pkt| {
+        if p.is_syn_ack() && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    let ok = s.run_until(5 * SEC, |s| s.client.joins_settled());
+    assert!(ok, "{}", tail(&s));
+    assert_eq!(s.client.subs[1].syns_sent, 2);
+    let a = s.all_anomalies();
+    assert!(a.is_empty(), "{a:#?}");
+    transfer(
+        &mut s,
+        &pattern(20_000, 11),
+        &pattern(1 << 20, 12),
+        20 * SEC,
+    );
+    assert!(down_share(&s, 1) > 0.1, "{}", s.summary());
+}
+
+// ------------------------------------------------------------------ aggregation
+
+/// Downloads `n` bytes (and a small upload) and checks aggregation: goodput ≥ `frac`
+/// of the sum of the downstream rates, every subflow ≥ `min_share` of the bytes.
+fn aggregated_download(mut s: MpSim, n: usize, frac: f64, min_share: f64) -> MpSim {
+    let (up, down) = (pattern(20_000, 13), pattern(n, 14));
+    let d = transfer(&mut s, &up, &down, 60 * SEC);
+    let rate = sum_rate(&s, true);
+    let shares: Vec<f64> = (0..s.client.subs.len())
+        .map(|i| down_share(&s, i))
+        .collect();
+    eprintln!(
+        "download {n} B: {:.1} Mbit/s of {} Mbit/s, shares {shares:.2?}",
+        mbit(n, d.down_us()),
+        rate / 1_000_000
+    );
+    for (i, sh) in shares.iter().enumerate() {
+        assert!(
+            *sh >= min_share,
+            "subflow {i} carried {sh:.3} of the bytes\n{}",
+            s.summary()
+        );
+    }
+    assert!(
+        d.down_us() <= bound_us(&s, n, rate, frac),
+        "download {:.1} Mbit/s, below {frac} of {} Mbit/s\n{}{}",
+        mbit(n, d.down_us()),
+        rate / 1_000_000,
+        s.summary(),
+        s.timeline(d.start, d.down, 100 * MS)
+    );
+    s
+}
+
+#[test]
+fn two_equal_paths_download_aggregates_v4() {
+    let s = conn_joined(setup(false, vec![even(), even()]));
+    let s = aggregated_download(s, 8 << 20, 0.8, 0.3);
+    assert_no_server_retransmissions(&s);
+}
+
+#[test]
+fn two_equal_paths_download_aggregates_v6() {
+    let s = conn_joined(setup(true, vec![even(), even()]));
+    let s = aggregated_download(s, 4 << 20, 0.8, 0.3);
+    assert_no_server_retransmissions(&s);
+}
+
+#[test]
+fn v6_client_v4_server_over_two_paths() {
+    let mut st = MpSetup::new(true, false, vec![even(), even()]);
+    st.engine = mp_engine(8, Scheduler::Aggregate);
+    let s = conn_joined(st);
+    let s = aggregated_download(s, 2 << 20, 0.7, 0.2);
+    assert_no_server_retransmissions(&s);
+}
+
+/// DSL 40 Mbit/s 10 ms + LTE 20 Mbit/s 40 ms (RTT 20 vs 80 ms): the long download
+/// reaches 0.8 of the 60 Mbit/s sum, LTE carries its part, the server never stalls.
+#[test]
+fn dsl_and_lte_download_aggregates() {
+    let s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let s = aggregated_download(s, 8 << 20, 0.8, 0.15);
+    assert_no_server_retransmissions(&s);
+}
+
+#[test]
+fn three_paths_download_aggregates() {
+    let paths = vec![
+        PathSpec::symmetric(30, 10),
+        PathSpec::symmetric(20, 20),
+        PathSpec::symmetric(10, 30),
+    ];
+    let s = conn_joined(setup(false, paths));
+    let s = aggregated_download(s, 8 << 20, 0.8, 0.05);
+    assert_no_server_retransmissions(&s);
+}
+
+/// RFC 8684 §3.3.4–3.3.5: one data-level receive window, relative to the DATA_ACK,
+/// shared by all subflows. With a 256 KiB window (less than the paths' 750 KB of
+/// bandwidth-delay product) the engine never puts a byte beyond the right edge the
+/// client advertised (the client checks every segment), and the download completes.
+#[test]
+fn small_data_level_window_is_respected_across_subflows() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.rcv_buf = 256 << 10;
+    let mut s = conn_joined(st);
+    let n = 2 << 20;
+    let d = transfer(&mut s, &pattern(10_000, 34), &pattern(n, 35), 60 * SEC);
+    eprintln!(
+        "256 KiB window: {:.1} Mbit/s, shares {:.2} {:.2}",
+        mbit(n, d.down_us()),
+        down_share(&s, 0),
+        down_share(&s, 1)
+    );
+}
+
+/// DSS checksums (RFC 8684 §3.3.1) asked for by the client: every mapping the
+/// engine makes on either subflow carries a checksum the client verifies, and the
+/// engine accepts the client's.
+#[test]
+fn dss_checksums_on_two_paths() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.csum = true;
+    let mut s = conn_joined(st);
+    assert!(s.client.csum, "checksums negotiated");
+    transfer(
+        &mut s,
+        &pattern(1 << 20, 36),
+        &pattern(2 << 20, 37),
+        60 * SEC,
+    );
+    assert!(
+        down_share(&s, 1) > 0.1 && up_share(&s, 1) > 0.1,
+        "{}",
+        s.summary()
+    );
+}
+
+/// The upload direction: the client spreads its data over DSL and LTE under its own
+/// mappings; the engine puts the data-level stream in order for the server.
+#[test]
+fn dsl_and_lte_upload_aggregates() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let n = 8 << 20;
+    let (up, down) = (pattern(n, 15), pattern(10_000, 16));
+    let d = transfer(&mut s, &up, &down, 60 * SEC);
+    let rate = sum_rate(&s, false);
+    eprintln!(
+        "upload {n} B: {:.1} Mbit/s, shares {:.2} {:.2}",
+        mbit(n, d.up_us()),
+        up_share(&s, 0),
+        up_share(&s, 1)
+    );
+    assert!(
+        up_share(&s, 0) > 0.15 && up_share(&s, 1) > 0.15,
+        "{}",
+        s.summary()
+    );
+    assert_no_server_retransmissions(&s);
+    assert!(
+        d.up_us() <= bound_us(&s, n, rate, 0.8),
+        "upload {:.1} Mbit/s\n{}",
+        mbit(n, d.up_us()),
+        s.summary()
+    );
+}
+
+/// Both directions at once over DSL and LTE (independent link directions; the ACKs
+/// of one direction queue behind the data of the other, so 0.6 of the sum each
+/// way).
+#[test]
+fn dsl_and_lte_both_directions_at_once() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let n = 4 << 20;
+    let (up, down) = (pattern(n, 17), pattern(n, 18));
+    let d = transfer(&mut s, &up, &down, 60 * SEC);
+    let (rd, ru) = (sum_rate(&s, true), sum_rate(&s, false));
+    eprintln!(
+        "both ways {n} B: down {:.1} up {:.1} Mbit/s",
+        mbit(n, d.down_us()),
+        mbit(n, d.up_us())
+    );
+    for i in 0..2 {
+        assert!(
+            down_share(&s, i) > 0.1 && up_share(&s, i) > 0.1,
+            "{}",
+            s.summary()
+        );
+    }
+    assert!(d.down_us() <= bound_us(&s, n, rd, 0.6), "{}", s.summary());
+    assert!(d.up_us() <= bound_us(&s, n, ru, 0.6), "{}", s.summary());
+    assert_no_server_retransmissions(&s);
+}
+
+// ------------------------------------------------------------------ loss on one path
+
+/// Random loss on LTE (both directions): every byte arrives once and in order, no
+/// subflow keeps a hole, and the bond is not slower than DSL alone would be.
+fn lte_loss_download(loss: f64, seed: u64) {
+    let lossy = PathSpec {
+        up: lte().up.lossy(loss),
+        down: lte().down.lossy(loss),
+    };
+    let mut st = setup(false, vec![dsl(), lossy]);
+    st.seed = seed;
+    let mut s = conn_joined(st);
+    let n = 8 << 20;
+    let (up, down) = (pattern(100_000, 19), pattern(n, 20));
+    let d = transfer(&mut s, &up, &down, 120 * SEC);
+    eprintln!(
+        "LTE loss {loss}: download {:.1} Mbit/s, shares {:.2} {:.2}, lost {} on LTE, server retransmits {}",
+        mbit(n, d.down_us()),
+        down_share(&s, 0),
+        down_share(&s, 1),
+        s.down[1].lost,
+        s.server.retransmits
+    );
+    assert!(s.down[1].lost > 0, "the path lost nothing: no test");
+    // Not slower than DSL alone (multipath-scheduling.md R10).
+    let dsl_alone = 40_000_000;
+    assert!(
+        d.down_us() <= bound_us(&s, n, dsl_alone, 0.9),
+        "download {:.1} Mbit/s: slower than 0.9 x DSL alone\n{}",
+        mbit(n, d.down_us()),
+        s.summary()
+    );
+}
+
+#[test]
+fn lte_loss_half_percent_download() {
+    lte_loss_download(0.005, 11);
+}
+
+#[test]
+fn lte_loss_one_percent_download() {
+    lte_loss_download(0.01, 12);
+}
+
+/// Loss on the LTE uplink while the client uploads over both paths.
+#[test]
+fn lte_loss_one_percent_upload() {
+    let lossy = PathSpec {
+        up: lte().up.lossy(0.01),
+        down: lte().down,
+    };
+    let mut st = setup(false, vec![dsl(), lossy]);
+    st.seed = 13;
+    let mut s = conn_joined(st);
+    let n = 4 << 20;
+    let d = transfer(&mut s, &pattern(n, 21), &pattern(10_000, 22), 120 * SEC);
+    eprintln!(
+        "LTE uplink loss 1%: upload {:.1} Mbit/s, shares {:.2} {:.2}",
+        mbit(n, d.up_us()),
+        up_share(&s, 0),
+        up_share(&s, 1)
+    );
+    assert!(s.up[1].lost > 0);
+    assert!(
+        d.up_us() <= bound_us(&s, n, 40_000_000, 0.6),
+        "{}",
+        s.summary()
+    );
+}
+
+/// RFC 8684 §3.3.1: a mapping may be given once for all the segments it covers
+/// (Linux repeats it on each; the RFC does not require it). With such a client and
+/// loss on its DSL uplink, fast retransmissions (which carry their mapping)
+/// interleave with new segments whose mapping came earlier: each segment is mapped
+/// by a mapping the converter has received, so none may be dropped as unmapped.
+#[test]
+fn sparse_mappings_survive_interleaved_retransmissions() {
+    let lossy = PathSpec {
+        up: dsl().up.lossy(0.01),
+        down: dsl().down,
+    };
+    let mut st = setup(false, vec![lossy, lte()]);
+    st.client.repeat_mapping = 0.0;
+    st.client.mapping_segments = 4;
+    st.seed = 14;
+    let mut s = conn_joined(st);
+    let n = 2 << 20;
+    let d = transfer(&mut s, &pattern(n, 31), &pattern(10_000, 32), 120 * SEC);
+    eprintln!(
+        "sparse mappings, DSL uplink loss 1%: upload {:.1} Mbit/s, lost {}",
+        mbit(n, d.up_us()),
+        s.up[0].lost
+    );
+    assert!(s.up[0].lost > 0);
+}
+
+// ------------------------------------------------------------------ a path dies
+
+/// One path (DSL or LTE) is cut both ways with data in flight and comes back a
+/// second later: the connection never resets, every byte arrives once and in
+/// order, the other path carries the data meanwhile, the revived subflow carries
+/// data again, and no subflow keeps a hole (the engine retransmits the original
+/// data on the original subflow, RFC 8684 §3.3.6).
+fn path_dies_mid_download(v6: bool, dead: usize) {
+    let mut s = conn_joined(setup(v6, vec![dsl(), lte()]));
+    let live = 1 - dead;
+    let name = ["DSL", "LTE"];
+    let t0 = s.now;
+    let (cut, back) = (t0 + 300 * MS, t0 + 1_300 * MS);
+    s.cut_path(dead, cut, back);
+    let n = 8 << 20;
+    let d = transfer(&mut s, &pattern(30_000, 23), &pattern(n, 24), 60 * SEC);
+    let c = &s.client;
+    let gap = longest_gap(&s, cut, back);
+    eprintln!(
+        "{} cut {}..{} ms: download {:.1} Mbit/s in {} ms, longest gap {} ms; it carried {} B after revival, {} {} B during the cut",
+        name[dead],
+        (cut - t0) / MS,
+        (back - t0) / MS,
+        mbit(n, d.down_us()),
+        d.down_us() / MS,
+        gap / MS,
+        c.subs[dead].rx_bytes_between(back, u64::MAX),
+        name[live],
+        c.subs[live].rx_bytes_between(cut, back)
+    );
+    assert!(
+        s.down[dead].cut_drops > 0,
+        "nothing was in flight on the cut path"
+    );
+    // multipath-scheduling.md R7: at most 300 ms (DSL cut) or 500 ms (LTE cut) is
+    // the goal; 500 ms here for both.
+    assert!(
+        gap <= 500 * MS,
+        "no progress for {} ms after the cut\n{}{}",
+        gap / MS,
+        s.summary(),
+        s.timeline(cut - 100 * MS, back + 100 * MS, 50 * MS)
+    );
+    assert!(!c.conn_reset);
+    assert!(c.subs.iter().all(|x| x.state == SubState::Established));
+    assert!(
+        c.subs[live].rx_bytes_between(cut, back) > 1 << 20,
+        "the live path idled during the cut\n{}",
+        s.summary()
+    );
+    assert!(
+        c.subs[dead].rx_bytes_between(back, d.down) > 0,
+        "the revived subflow carried no data\n{}",
+        s.summary()
+    );
+    // At most the outage on top of a run at half the sum (a stall longer than the
+    // server's 200 ms RTO makes it resend what the client may already have).
+    let bound = bound_us(&s, n, sum_rate(&s, true), 0.5) + (back - cut);
+    assert!(
+        d.down_us() <= bound,
+        "{} ms\n{}",
+        d.down_us() / MS,
+        s.summary()
+    );
+}
+
+#[test]
+fn dsl_dies_mid_download_and_comes_back_v4() {
+    path_dies_mid_download(false, 0);
+}
+
+#[test]
+fn dsl_dies_mid_download_and_comes_back_v6() {
+    path_dies_mid_download(true, 0);
+}
+
+#[test]
+fn lte_dies_mid_download_and_comes_back() {
+    path_dies_mid_download(false, 1);
+}
+
+/// The same outage during an upload: the client reinjects DSL's data on LTE, the
+/// engine delivers each byte once to the server although DSL's copies arrive after
+/// the revival too.
+#[test]
+fn dsl_dies_mid_upload_and_comes_back() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let t0 = s.now;
+    let (cut, back) = (t0 + 300 * MS, t0 + 1_300 * MS);
+    s.cut_path(0, cut, back);
+    let n = 8 << 20;
+    let d = transfer(&mut s, &pattern(n, 25), &pattern(30_000, 26), 60 * SEC);
+    let c = &s.client;
+    eprintln!(
+        "DSL cut during upload: {:.1} Mbit/s in {} ms, reinjected {} B, DSL after revival {} B",
+        mbit(n, d.up_us()),
+        d.up_us() / MS,
+        c.reinjected_bytes,
+        c.subs[0].tx_bytes_between(back, d.up)
+    );
+    assert!(s.up[0].cut_drops > 0);
+    assert!(c.reinjected_bytes > 0);
+    assert!(
+        c.subs[0].tx_bytes_between(back, d.up) > 0,
+        "{}",
+        s.summary()
+    );
+}
+
+// ------------------------------------------------------------------ backup subflows
+
+/// A backup LTE subflow carries no data while DSL works, carries the download while
+/// DSL is cut, and the download completes (RFC 8684 §3.2 B flag, §3.3.8).
+fn backup_idles_until_the_primary_dies(mut s: MpSim) {
+    let t0 = s.now;
+    let (cut, back) = (t0 + 600 * MS, t0 + 1_600 * MS);
+    s.cut_path(0, cut, back);
+    let n = 6 << 20;
+    let d = transfer(&mut s, &pattern(10_000, 27), &pattern(n, 28), 60 * SEC);
+    let lte = &s.client.subs[1];
+    let gap = longest_gap(&s, cut, back);
+    eprintln!(
+        "backup: LTE before the cut {} B, during {} B; done in {} ms, longest gap {} ms",
+        lte.rx_bytes_between(0, cut),
+        lte.rx_bytes_between(cut, back),
+        d.down_us() / MS,
+        gap / MS
+    );
+    assert_eq!(
+        lte.rx_bytes_between(0, cut),
+        0,
+        "data on the backup subflow while the primary works\n{}",
+        s.summary()
+    );
+    assert!(
+        lte.rx_bytes_between(cut, back) > 0,
+        "the backup carried nothing while the primary was dead\n{}",
+        s.summary()
+    );
+    // The kernel MPTCP proxy stalled 0.88 s when DSL was cut (field-notes §7).
+    assert!(
+        gap <= SEC,
+        "no progress for {} ms after the primary died\n{}{}",
+        gap / MS,
+        s.summary(),
+        s.timeline(cut - 100 * MS, back + 100 * MS, 50 * MS)
+    );
+    assert!(
+        s.client.subs[0].rx_bytes_between(back, d.down) > 0,
+        "{}",
+        s.summary()
+    );
+}
+
+#[test]
+fn backup_join_idles_until_the_primary_dies() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.subflows[1].backup = true;
+    let s = conn_joined(st);
+    let syn_b = s.client.subs[1].backup;
+    assert!(syn_b);
+    backup_idles_until_the_primary_dies(s);
+}
+
+#[test]
+fn mp_prio_backup_idles_until_the_primary_dies() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let now = s.now;
+    s.client.set_backup(now, 1, true);
+    s.run_for(200 * MS);
+    backup_idles_until_the_primary_dies(s);
+}
+
+// ------------------------------------------------------------------ scheduler policies
+
+/// `Scheduler::Failover`: one active subflow, the primary (the initial subflow)
+/// while it works; LTE carries the download only while DSL is cut.
+#[test]
+fn failover_scheduler_uses_lte_only_while_dsl_is_dead() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.engine = mp_engine(8, Scheduler::Failover);
+    backup_idles_until_the_primary_dies(conn_joined(st));
+}
+
+/// `Scheduler::Overflow`: an application-limited download of 8 Mbit/s (a fifth of
+/// DSL) stays on DSL; LTE carries at most a few percent of it (multipath-scheduling
+/// R11: "offered load below the primary's capacity → LTE ≤ 1 %").
+#[test]
+fn overflow_scheduler_keeps_a_light_download_on_the_primary() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.engine = mp_engine(8, Scheduler::Overflow);
+    let mut s = conn_joined(st);
+    // 20 kB (14 segments, one server burst) every 20 ms for 2 s.
+    let chunk = pattern(20_000, 33);
+    let mut want = Vec::new();
+    for _ in 0..100 {
+        s.server.write(&chunk);
+        want.extend_from_slice(&chunk);
+        s.run_for(20 * MS);
+    }
+    transfer(&mut s, &[], &[], 20 * SEC);
+    assert_eq!(s.server.app, want);
+    let lte = down_share(&s, 1);
+    eprintln!("overflow, 8 Mbit/s offered: LTE share {lte:.3}");
+    assert!(
+        lte <= 0.05,
+        "LTE carried {lte:.3} of a light download\n{}",
+        s.summary()
+    );
+    assert_no_server_retransmissions(&s);
+}
+
+// ------------------------------------------------------------------ address removal
+
+/// RFC 8684 §3.4.2: the client announces REMOVE_ADDR for LTE's address on DSL and
+/// resets the LTE subflow mid-download; what was in flight there is delivered over
+/// DSL, and the transfer completes on DSL alone.
+#[test]
+fn remove_addr_moves_the_download_to_the_remaining_path() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let n = 4 << 20;
+    let down = pattern(n, 29);
+    s.server.write(&down);
+    s.server.close();
+    s.client.close();
+    let ok = s.run_until(10 * SEC, |s| s.client.subs[1].rx_bytes() > 500_000);
+    assert!(ok, "{}", s.summary());
+    let now = s.now;
+    s.client.remove_addr(now, 1, 0);
+    // The engine may send on LTE until the REMOVE_ADDR and the RST reach it (the
+    // client drops those); after one LTE round trip, nothing more.
+    s.run_for(100 * MS);
+    let lte_sent = s.down[1].sent;
+    let ok = s.run_until(60 * SEC, |s| s.client.closed() && s.server.closed());
+    assert_same("downstream", s.client.server_bytes(), &down, &s);
+    s.assert_clean();
+    assert!(ok, "{}", tail(&s));
+    assert_eq!(
+        s.down[1].sent, lte_sent,
+        "the engine kept sending on a removed subflow"
+    );
+    assert_eq!(s.client.subs[1].state, SubState::Removed);
+}
