@@ -953,7 +953,14 @@ fn sparse_mappings_survive_interleaved_retransmissions() {
 /// data again, and no subflow keeps a hole (the engine retransmits the original
 /// data on the original subflow, RFC 8684 §3.3.6).
 fn path_dies_mid_download(v6: bool, dead: usize) {
-    let mut s = conn_joined(setup(v6, vec![dsl(), lte()]));
+    path_dies_mid_download_with(v6, dead, Scheduler::Aggregate);
+}
+
+fn path_dies_mid_download_with(v6: bool, dead: usize, scheduler: Scheduler) {
+    let mut st = setup(v6, vec![dsl(), lte()]);
+    // No primary_access prefixes: the initial subflow (DSL) is the primary.
+    st.engine.scheduler = scheduler;
+    let mut s = conn_joined(st);
     let live = 1 - dead;
     let name = ["DSL", "LTE"];
     let t0 = s.now;
@@ -1014,6 +1021,13 @@ fn path_dies_mid_download(v6: bool, dead: usize) {
 #[test]
 fn dsl_dies_mid_download_and_comes_back_v4() {
     path_dies_mid_download(false, 0);
+}
+
+/// The same under the overflow policy, whose primary (DSL) carries everything while
+/// it is not saturated: the spill subflow must take over just as fast.
+#[test]
+fn dsl_dies_mid_download_and_comes_back_overflow() {
+    path_dies_mid_download_with(false, 0, Scheduler::Overflow);
 }
 
 #[test]
