@@ -489,6 +489,47 @@ impl<P> Path<P> {
 }
 
 impl<P> Conn<P> {
+    /// Writes the options of a segment toward the client on `leg`: timestamps when
+    /// the subflow uses them, then a DSS with our DATA_ACK and, for data or a
+    /// DATA_FIN, the mapping `(downstream index, relative SSN, data-level length)`
+    /// (a data-less DATA_FIN has SSN 0 and length 1, RFC 8684 §3.3.3), checksummed
+    /// over the payload sum `psum` when DSS checksums are in use. Returns the length
+    /// written (at most 12 + 28 bytes; not padded).
+    pub(crate) fn write_client_options(
+        &self,
+        buf: &mut [u8; 40],
+        now: Instant,
+        leg: &Leg,
+        map: Option<(u64, u32, u32)>,
+        fin: bool,
+        psum: Checksum,
+    ) -> usize {
+        let mut n = 0;
+        if leg.ts {
+            n = write_ts(buf, self.tsval(now), leg.c_ts_recent);
+        }
+        let mapping = map.map(|(v, ssn, len)| {
+            let dsn = self.e_dsn(v);
+            Mapping {
+                dsn: DataSeqField::Bits64(dsn),
+                ssn,
+                data_len: len as u16,
+                checksum: self
+                    .csum
+                    .then(|| checksum::dss_checksum(dsn.0, ssn, len as u16, psum)),
+            }
+        });
+        let dss = DssRepr {
+            data_ack: Some(DataSeqField::Bits64(self.data_ack_to_client())),
+            mapping,
+            data_fin: fin,
+        };
+        if let Ok(k) = dss.emit(&mut buf[n..]) {
+            n += k;
+        }
+        n
+    }
+
     /// The subflow leg `k` (0: the initial subflow).
     #[inline]
     pub fn legk(&self, k: usize) -> &Leg {
@@ -902,35 +943,15 @@ impl<P: PacketBuf> Engine<P> {
         let seq = leg.e_snd_nxt;
         let ack = c.subflow_ack(k);
         let mut opt_buf = [0u8; 40];
-        let mut n = 0;
-        if leg.ts {
-            n = write_ts(&mut opt_buf, c.tsval(now), leg.c_ts_recent);
-        }
-        let mapping = v.map(|v| {
-            let len = payload_len + u32::from(fin);
+        let map = v.map(|v| {
             let ssn = if payload_len == 0 {
                 0
             } else {
                 seq.0.wrapping_sub(leg.e_isn.0)
             };
-            let dsn = c.e_dsn(v);
-            Mapping {
-                dsn: DataSeqField::Bits64(dsn),
-                ssn,
-                data_len: len as u16,
-                checksum: c
-                    .csum
-                    .then(|| checksum::dss_checksum(dsn.0, ssn, len as u16, psum)),
-            }
+            (v, ssn, payload_len + u32::from(fin))
         });
-        let dss = DssRepr {
-            data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
-            mapping,
-            data_fin: fin,
-        };
-        if let Ok(k2) = dss.emit(&mut opt_buf[n..]) {
-            n += k2;
-        }
+        let n = c.write_client_options(&mut opt_buf, now, &leg, map, fin, psum);
         let opt_len = pad_nop(&mut opt_buf, n);
         let out = TcpOut {
             src: leg.service,
@@ -1384,7 +1405,6 @@ impl<P: PacketBuf> Engine<P> {
         };
         let leg = *c.legk(to);
         let ssn = at.0.wrapping_sub(leg.e_isn.0);
-        let dsn = c.e_dsn(v);
         let mut zeros = [0u8; 1600];
         let body: &[u8] = if payload.is_empty() {
             zeros.get_mut(..len as usize)?
@@ -1393,25 +1413,8 @@ impl<P: PacketBuf> Engine<P> {
         };
         let psum = Checksum::new().add_bytes(body);
         let mut opt_buf = [0u8; 40];
-        let mut n = 0;
-        if leg.ts {
-            n = write_ts(&mut opt_buf, c.tsval(now), leg.c_ts_recent);
-        }
-        let dss = DssRepr {
-            data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
-            mapping: Some(Mapping {
-                dsn: DataSeqField::Bits64(dsn),
-                ssn,
-                data_len: data_len as u16,
-                checksum: c
-                    .csum
-                    .then(|| checksum::dss_checksum(dsn.0, ssn, data_len as u16, psum)),
-            }),
-            data_fin: fin,
-        };
-        if let Ok(k2) = dss.emit(&mut opt_buf[n..]) {
-            n += k2;
-        }
+        let n =
+            c.write_client_options(&mut opt_buf, now, &leg, Some((v, ssn, data_len)), fin, psum);
         let opt_len = pad_nop(&mut opt_buf, n);
         let ack = c.subflow_ack(to);
         let out = TcpOut {

@@ -17,10 +17,8 @@ use crate::multipath::PathState;
 use crate::packet::PacketBuf;
 use crate::segment::Segment;
 use crate::time::Instant;
-use hac_wire::checksum::{self, Checksum};
-use hac_wire::mptcp::{
-    DataSeqField, DssRepr, Mapping, MpCapableForm, MpFastcloseRepr, MptcpOption,
-};
+use hac_wire::checksum::Checksum;
+use hac_wire::mptcp::{DssRepr, MpCapableForm, MpFastcloseRepr, MptcpOption};
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::Flags;
 
@@ -506,39 +504,22 @@ impl<P: PacketBuf> Engine<P> {
         let psum = self.payload_sum(seg, pkt);
         let mut opt_buf = [0u8; 40];
         let opt_len = {
-            let mut n = 0;
-            if c.leg.ts {
-                n = write_ts(&mut opt_buf, c.tsval(now), c.leg.c_ts_recent);
-            }
-            if mptcp {
-                let mapping = (payload_len > 0 || fin).then(|| {
-                    let len = payload_len + u32::from(fin);
+            let mut n = if mptcp {
+                let map = (payload_len > 0 || fin).then(|| {
                     // Data-less DATA_FIN: SSN 0, length 1 (§3.3.3).
                     let ssn = if payload_len == 0 {
                         0
                     } else {
                         seq.0.wrapping_sub(c.leg.e_isn.0)
                     };
-                    let dsn = c.e_dsn(v);
-                    Mapping {
-                        dsn: DataSeqField::Bits64(dsn),
-                        ssn,
-                        data_len: len as u16,
-                        checksum: c
-                            .csum
-                            .then(|| checksum::dss_checksum(dsn.0, ssn, len as u16, psum)),
-                    }
+                    (v, ssn, payload_len + u32::from(fin))
                 });
-                let dss = DssRepr {
-                    data_ack: Some(DataSeqField::Bits64(c.data_ack_to_client())),
-                    mapping,
-                    data_fin: fin,
-                };
-                // At most 28 bytes: fits behind the 12 of the timestamps.
-                if let Ok(k) = dss.emit(&mut opt_buf[n..]) {
-                    n += k;
-                }
-            }
+                c.write_client_options(&mut opt_buf, now, &c.leg, map, fin, psum)
+            } else if c.leg.ts {
+                write_ts(&mut opt_buf, c.tsval(now), c.leg.c_ts_recent)
+            } else {
+                0
+            };
             // The server's SACK blocks, in the client's subflow space, on pure ACKs
             // (data segments have no room left behind the DSS).
             if c.s_sack
