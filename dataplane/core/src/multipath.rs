@@ -155,9 +155,9 @@ pub(crate) struct Path<P> {
     /// owe follows the server's ACK through them.
     pub up_maps: VecDeque<(u64, SeqNum, u32)>,
     /// The client's bytes on this subflow received without a hole up to here
-    /// (None until the first byte), and up to four received ranges above it.
+    /// (None until the first byte), and up to [`OOO_RANGES`] received ranges above it.
     pub rcv_contig: Option<SeqNum>,
-    pub rcv_ooo: [(SeqNum, SeqNum); 4],
+    pub rcv_ooo: [(SeqNum, SeqNum); OOO_RANGES],
     pub rcv_ooo_n: u8,
 }
 
@@ -194,7 +194,7 @@ impl<P> Path<P> {
             fin_seq: None,
             up_maps: VecDeque::new(),
             rcv_contig: Some(leg.c_rcv_nxt),
-            rcv_ooo: [(SeqNum(0), SeqNum(0)); 4],
+            rcv_ooo: [(SeqNum(0), SeqNum(0)); OOO_RANGES],
             rcv_ooo_n: 0,
         }
     }
@@ -341,8 +341,9 @@ pub(crate) struct Multi<P> {
     pub tick_at: Deadline,
     /// Peak repair-cache bytes of this connection.
     pub cached_peak: usize,
-    /// The server's window (bytes) as last sent to the client.
+    /// The server's window (bytes) and the DATA_ACK as last sent to the client.
     pub win_sent: u32,
+    pub dack_sent: hac_wire::seq::DataSeq,
     /// Sum and count of the cache-size samples taken by the subflow check.
     pub cached_sum: u64,
     pub cached_samples: u64,
@@ -359,6 +360,7 @@ impl<P> Multi<P> {
             tick_at: Deadline::NONE,
             cached_peak: 0,
             win_sent: 0,
+            dack_sent: hac_wire::seq::DataSeq(0),
             cached_sum: 0,
             cached_samples: 0,
         }
@@ -398,6 +400,10 @@ pub struct SubflowInfo {
     /// Payload bytes repaired on it from the cache.
     pub bytes_repaired: u64,
 }
+
+/// Received ranges above a hole remembered per subflow (beyond, a range is given up:
+/// our subflow ACK then stops at it until the client sends it again).
+const OOO_RANGES: usize = 16;
 
 /// Client mappings remembered per subflow of a bonded connection.
 const UP_MAPS: usize = 16;
@@ -449,7 +455,7 @@ impl<P> Path<P> {
                     return;
                 }
             }
-            if n < 4 {
+            if n < OOO_RANGES {
                 self.rcv_ooo[n] = (l, r);
                 self.rcv_ooo_n += 1;
             }
@@ -964,8 +970,10 @@ impl<P: PacketBuf> Engine<P> {
         };
         let c = self.conn_mut(id).expect("present");
         let s_win = c.s_win;
+        let dack = c.data_ack_to_client();
         if let Some(m) = c.mp.as_mut() {
             m.win_sent = s_win;
+            m.dack_sent = dack;
         }
         let l = c.legk_mut(k);
         l.e_snd_nxt = seq + payload_len;
