@@ -184,6 +184,35 @@ pub(crate) struct Leg {
     pub e_fin_acked: bool,
 }
 
+impl Leg {
+    /// The leg a client SYN opens: its addresses, sequence numbers and options;
+    /// our ISN `e_isn`, timestamps `ts` on the leg, our window shift `e_ws`.
+    pub fn from_syn(seg: &crate::segment::Segment, e_isn: SeqNum, ts: bool, e_ws: u8) -> Leg {
+        let o = &seg.opts;
+        Leg {
+            client: Sock::new(seg.src, seg.sport),
+            service: Sock::new(seg.dst, seg.dport),
+            c_isn: seg.seq,
+            syn_len: 0,
+            e_isn,
+            c_ws: o.window_scale.map_or(0, |w| w.min(14)),
+            e_ws,
+            c_mss: o.mss.unwrap_or(536),
+            c_sack: o.sack_permitted,
+            ts,
+            c_ts_recent: o.timestamps.map_or(0, |t| t.0),
+            mapping: None,
+            c_rcv_nxt: seg.seq + 1,
+            c_ack_sent: seg.seq,
+            c_ssn_delta: 0,
+            e_snd_nxt: e_isn + 1,
+            c_subflow_fin: None,
+            e_fin_sent: false,
+            e_fin_acked: false,
+        }
+    }
+}
+
 /// One translated connection.
 #[derive(Debug)]
 pub(crate) struct Conn<P> {

@@ -22,7 +22,7 @@ use hac_wire::seq::SeqNum;
 use hac_wire::tcp::Flags;
 
 use crate::config::Scheduler;
-use crate::conn::{Conn, Deadline, Leg, Sock, State};
+use crate::conn::{Conn, Deadline, Leg, State};
 use crate::drop::DropReason;
 use crate::emit::{TcpOut, pad_nop, write_ts};
 use crate::engine::{Action, Engine, Port, Tx};
@@ -617,31 +617,12 @@ impl<P: PacketBuf> Engine<P> {
         let o = &seg.opts;
         let c = self.conn(id).expect("bound");
         let ts = c.leg.ts && o.timestamps.is_some();
-        let leg = Leg {
-            client: Sock::new(seg.src, seg.sport),
-            service: Sock::new(seg.dst, seg.dport),
-            c_isn: seg.seq,
-            syn_len: 0,
-            e_isn,
-            c_ws: o.window_scale.map_or(0, |w| w.min(14)),
-            e_ws: if o.window_scale.is_some() {
-                c.leg.e_ws
-            } else {
-                0
-            },
-            c_mss: o.mss.unwrap_or(536),
-            c_sack: o.sack_permitted,
-            ts,
-            c_ts_recent: o.timestamps.map_or(0, |t| t.0),
-            mapping: None,
-            c_rcv_nxt: seg.seq + 1,
-            c_ack_sent: seg.seq,
-            c_ssn_delta: 0,
-            e_snd_nxt: e_isn + 1,
-            c_subflow_fin: None,
-            e_fin_sent: false,
-            e_fin_acked: false,
+        let e_ws = if o.window_scale.is_some() {
+            c.leg.e_ws
+        } else {
+            0
         };
+        let leg = Leg::from_syn(seg, e_isn, ts, e_ws);
         let primary = self.is_primary(seg.src);
         self.bond(id, now);
         let c = self.conn_mut(id).expect("bound");
