@@ -15,7 +15,8 @@
 # on LTE. Environment (defaults): DURATION=30 (s per transfer: the byte count is
 # DURATION at the link sum), MODES="aggregate overflow failover kernel-e2e
 # kernel-proxy", CASES="10+10 30+10 10+10-delay dsl-lte", GAP=1, GAP_CUT=10,
-# GAP_RESTORE=8, LAB_PREFIX=hacmp (its own namespaces: never the `hac` lab),
+# GAP_RESTORE=8, SERVER_CC (the test server's congestion control, e.g. cubic or bbr;
+# default the namespace's, bbr on these machines), LAB_PREFIX=hacmp (its own namespaces: never the `hac` lab),
 # CSV=docs/perf-multipath.csv, SVG=docs/perf-multipath.svg, RAW=/tmp/lab-multipath-<prefix>.jsonl,
 # HACD / LINKEMU (default $CARGO_TARGET_DIR or target, /release/…; built here unless
 # NO_BUILD=1). A full run (5 modes × 4 cases × 30 s + failover) takes about 15 min.

@@ -152,6 +152,8 @@ class Server:
                "--io-timeout", "30", "--lifetime", "3600"]
         if mptcp:
             cmd.append("--mptcp")
+        if os.environ.get("SERVER_CC"):
+            cmd += ["--cc", os.environ["SERVER_CC"]]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.out,
                                   stderr=subprocess.STDOUT)
         for _ in range(100):

@@ -210,6 +210,9 @@ def main():
     ap.add_argument("--io-timeout", type=float, default=30.0)
     ap.add_argument("--lifetime", type=float, default=1800.0)
     ap.add_argument("--mptcp", action="store_true", help="IPPROTO_MPTCP listener")
+    ap.add_argument("--cc", help="congestion control of the accepted connections (TCP_CONGESTION;"
+                    " any loaded algorithm, e.g. cubic or bbr: needs CAP_NET_ADMIN outside the"
+                    " allowed list)")
     a = ap.parse_args()
     socks = []
     for addr in a.bind:
@@ -218,6 +221,8 @@ def main():
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if fam == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if a.cc:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, a.cc.encode())
         s.bind((addr, a.port))
         s.listen(128)
         socks.append(s)
