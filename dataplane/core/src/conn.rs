@@ -253,6 +253,8 @@ pub(crate) struct Conn<P> {
     pub s_mss: u16,
     pub s_sack: bool,
     pub s_ts_recent: u32,
+    /// Round trip to the server, from our SYN to its SYN-ACK (µs; 0: unknown).
+    pub s_rtt_us: u32,
     /// Last ACK from the server (our p space).
     pub s_ack: SeqNum,
     /// Server receive window in bytes.

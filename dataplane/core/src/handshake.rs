@@ -331,6 +331,7 @@ impl<P: PacketBuf> Engine<P> {
             p_ack_sent: SeqNum(0),
             p_snd_nxt: p_isn + 1,
             p_win_sent: 0,
+            s_rtt_us: 0,
             app_len: 0,
             hs: Some(Box::new(Handshake::new(now))),
             reply_len: 0,
@@ -587,6 +588,13 @@ impl<P: PacketBuf> Engine<P> {
         {
             let c = self.conn_mut(id).expect("checked above");
             c.s_isn = seg.seq;
+            // Our SYN left when the client's Convert SYN arrived (0-RTT).
+            if let Some(h) = c.hs.as_ref() {
+                c.s_rtt_us = now
+                    .0
+                    .saturating_sub(h.created.0)
+                    .clamp(1, u64::from(u32::MAX)) as u32;
+            }
             c.s_mss = o.mss.unwrap_or(536);
             c.s_sack = o.sack_permitted && c.leg.c_sack;
             // RFC 7323: timestamps on both legs or neither (the engine owns both).

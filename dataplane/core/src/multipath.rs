@@ -37,6 +37,8 @@ const IW_BYTES: u64 = 10 * 1448;
 const MIN_RTO_US: u64 = 200_000;
 /// Cap of the backed-off timeout while probing a dead subflow.
 const MAX_RTO_US: u64 = 1_000_000;
+/// Longest interval between probes of a suspect or dead subflow.
+const PROBE_DEAD_US: u64 = 400_000;
 /// Floor of the silence that makes a subflow suspect (R7).
 const MIN_SUSPECT_US: u64 = 30_000;
 /// Suspect intervals before a subflow is declared dead.
@@ -47,10 +49,42 @@ const TICK_US: u64 = 10_000;
 const MIN_RTT_WINDOW_US: u64 = 10_000_000;
 /// Bandwidth estimates older than this are replaced by the next sample.
 const BW_WINDOW_US: u64 = 2_000_000;
-/// Send budget = gain × bandwidth × min RTT (BBR's cwnd gain).
-const BUDGET_GAIN: u64 = 2;
+/// Send budget while a subflow's rate is still growing = 2 × bandwidth × min RTT
+/// (BBR's startup cwnd gain: in-flight data may double every round trip).
+const BUDGET_GAIN_STARTUP: u64 = 2;
+/// Send budget once the rate has stopped growing: 5/4 × bandwidth × min RTT (BBR's
+/// probing gain: a quarter of a round trip of queue, so a faster link shows in the
+/// delivery rate while a saturated one keeps a short standing queue).
+const BUDGET_GAIN_NUM: u64 = 5;
+const BUDGET_GAIN_DEN: u64 = 4;
+/// Rounds without 25 % rate growth after which a subflow's pipe is full (BBR).
+const FULL_BW_ROUNDS: u8 = 3;
+/// Shortest minimum-RTT refresh, and the budget during it (BBR's ProbeRTT: 200 ms,
+/// four segments).
+const PROBE_RTT_US: u64 = 200_000;
+const PROBE_RTT_BUDGET: u64 = 4 * 1448;
+/// Segments of slack in every budget (delayed ACKs, the segment being placed).
+const BUDGET_SLACK: u64 = 2 * 1448;
 /// Repairs queued per received ACK at most.
 const MAX_REPAIRS_PER_ACK: usize = 16;
+
+/// Whether a delivered segment's send time may advance RACK's clock (RFC 8985
+/// §6.2 step 2): not a re-sent segment acknowledged within a minimum RTT of its
+/// latest transmission — the ACK is for an earlier copy, and taking the re-send
+/// time would declare everything sent before it lost (a spurious repair then
+/// feeds the next one).
+fn rack_usable<P>(f: &Sent<P>, now: Instant, min_rtt_us: u64) -> bool {
+    f.retx == 0 || now.0.saturating_sub(f.sent_at.0) >= min_rtt_us
+}
+
+/// Bytes the server may have on its way to us: the usable subflows' delivery
+/// rate over the server's round trip (from the handshake), with BBR's probing
+/// gain, at least the initial window.
+fn transit_allowance<P>(c: &Conn<P>) -> u64 {
+    let Some(m) = c.mp.as_ref() else { return 0 };
+    let rate: u64 = m.paths.iter().filter(|p| p.usable()).map(|p| p.bw).sum();
+    (rate * u64::from(c.s_rtt_us) / 1_000_000 * BUDGET_GAIN_NUM / BUDGET_GAIN_DEN).max(IW_BYTES)
+}
 
 /// A joined subflow's handshake progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +122,9 @@ pub(crate) struct Sent<P> {
     pub sacked: bool,
     /// Already re-sent on another subflow.
     pub reinjected: bool,
+    /// Counted in the subflow's bytes in flight (not SACKed, not written off as
+    /// lost with its subflow; RFC 6675's pipe).
+    pub in_pipe: bool,
     /// Downstream index of its first byte.
     pub v: u64,
     /// Last transmission.
@@ -122,6 +159,7 @@ pub(crate) struct Path<P> {
     /// Oldest unacknowledged subflow sequence of ours.
     pub snd_una: SeqNum,
     pub inflight: VecDeque<Sent<P>>,
+    /// Bytes placed and neither acknowledged nor SACKed (in the network).
     pub inflight_bytes: u64,
     pub dupacks: u8,
     /// RFC 6298 estimator, microseconds (0: no sample yet).
@@ -134,6 +172,14 @@ pub(crate) struct Path<P> {
     /// Windowed-max delivery rate, bytes per second (0: unknown).
     pub bw: u64,
     pub bw_at: Instant,
+    /// Full-pipe detection (BBR): the rate at the last 25 % growth, rounds since,
+    /// and when the current round (one min RTT) began.
+    pub full_bw: u64,
+    pub full_bw_rounds: u8,
+    pub round_at: Instant,
+    /// Minimum-RTT refresh under way until then, and the smallest RTT seen in it.
+    pub probe_until: Option<Instant>,
+    pub probe_min_us: u64,
     /// Bytes the client acknowledged on this subflow, in all.
     pub delivered: u64,
     pub delivered_at: Instant,
@@ -182,6 +228,11 @@ impl<P> Path<P> {
             last_rtt_us: 0,
             bw: 0,
             bw_at: now,
+            full_bw: 0,
+            full_bw_rounds: 0,
+            round_at: now,
+            probe_until: None,
+            probe_min_us: u64::MAX,
             delivered: 0,
             delivered_at: now,
             first_sent: now,
@@ -204,13 +255,18 @@ impl<P> Path<P> {
         self.state == PathState::Active && self.health == Health::Ok
     }
 
-    /// RFC 6298 RTO with a 200 ms floor, backed off.
+    /// RFC 6298 RTO with a 200 ms floor, backed off. A suspect or dead subflow is
+    /// probed (one segment) at least every [`PROBE_DEAD_US`] without back-off, so
+    /// it is taken back within that time of its link returning.
     fn rto_us(&self) -> u64 {
         let base = if self.srtt_us == 0 {
             1_000_000
         } else {
             (self.srtt_us + 4 * self.rttvar_us).max(MIN_RTO_US)
         };
+        if self.health != Health::Ok {
+            return base.min(PROBE_DEAD_US);
+        }
         (base << self.backoff.min(6)).min(MAX_RTO_US.max(base))
     }
 
@@ -224,12 +280,28 @@ impl<P> Path<P> {
             .max(MIN_SUSPECT_US)
     }
 
-    /// Send budget: gain × estimated bandwidth-delay product, at least IW10.
+    /// Send budget (the subflow's congestion window, uncoupled, R14): gain ×
+    /// estimated bandwidth-delay product plus slack, at least IW10. The gain is 2
+    /// while the delivery rate still grows (startup), 5/4 once it has stopped.
     pub fn budget(&self) -> u64 {
+        if self.probe_until.is_some() {
+            return PROBE_RTT_BUDGET;
+        }
         if self.bw == 0 || self.min_rtt_us == 0 {
             return IW_BYTES;
         }
-        (BUDGET_GAIN * self.bw * self.min_rtt_us / 1_000_000).max(IW_BYTES)
+        let bdp = self.bw * self.min_rtt_us / 1_000_000;
+        let b = if self.full_bw_rounds >= FULL_BW_ROUNDS {
+            bdp * BUDGET_GAIN_NUM / BUDGET_GAIN_DEN
+        } else {
+            bdp * BUDGET_GAIN_STARTUP
+        };
+        (b + BUDGET_SLACK).max(IW_BYTES)
+    }
+
+    /// Budget left for new placements.
+    pub fn room(&self) -> u64 {
+        self.budget().saturating_sub(self.inflight_bytes)
     }
 
     /// Predicted delivery time (µs from now) of `len` more bytes placed here:
@@ -293,12 +365,39 @@ impl<P> Path<P> {
             self.rttvar_us = (3 * self.rttvar_us + d) / 4;
             self.srtt_us = (7 * self.srtt_us + r) / 8;
         }
-        if self.min_rtt_us == 0
-            || r <= self.min_rtt_us
-            || now.0.saturating_sub(self.min_rtt_at.0) > MIN_RTT_WINDOW_US
-        {
+        if self.min_rtt_us == 0 || r <= self.min_rtt_us {
             self.min_rtt_us = r;
             self.min_rtt_at = now;
+        }
+        if self.probe_until.is_some() {
+            self.probe_min_us = self.probe_min_us.min(r);
+        }
+    }
+
+    /// Minimum-RTT refresh (BBR's ProbeRTT): a minimum older than the window is
+    /// not simply replaced by the next sample — with the budget's standing queue
+    /// every sample includes queueing, and the estimate would ratchet up by a
+    /// quarter every window. Instead the subflow takes almost no new data for a
+    /// short interval (the other subflows carry it; `others` says one can), and the
+    /// smallest RTT seen meanwhile becomes the minimum.
+    fn probe_rtt(&mut self, now: Instant, others: bool) {
+        match self.probe_until {
+            Some(u) if now >= u => {
+                if self.probe_min_us != u64::MAX {
+                    self.min_rtt_us = self.probe_min_us;
+                }
+                self.min_rtt_at = now;
+                self.probe_until = None;
+            }
+            None if others
+                && self.min_rtt_us > 0
+                && now.0.saturating_sub(self.min_rtt_at.0) > MIN_RTT_WINDOW_US =>
+            {
+                let d = (2 * self.srtt_us).max(PROBE_RTT_US);
+                self.probe_until = Some(Instant(now.0 + d));
+                self.probe_min_us = u64::MAX;
+            }
+            _ => {}
         }
     }
 
@@ -318,8 +417,24 @@ impl<P> Path<P> {
         // (an application-limited sample would starve a subflow used for overflow).
         let expired = now.0.saturating_sub(self.bw_at.0) > BW_WINDOW_US;
         if bw >= self.bw || (expired && !app_limited) {
+            if bw < self.bw {
+                // The link got slower: growth is measured from here.
+                self.full_bw = self.full_bw.min(bw);
+            }
             self.bw = bw;
             self.bw_at = now;
+        }
+        // Full-pipe detection, once per round trip (BBR): three rounds without
+        // 25 % growth end startup; growth beyond that (the link got faster, or a
+        // subflow only used for overflow now carries more) starts it again.
+        if now.0.saturating_sub(self.round_at.0) >= self.min_rtt_us.max(1_000) {
+            self.round_at = now;
+            if self.bw >= self.full_bw + self.full_bw / 4 {
+                self.full_bw = self.bw;
+                self.full_bw_rounds = 0;
+            } else if !app_limited {
+                self.full_bw_rounds = self.full_bw_rounds.saturating_add(1);
+            }
         }
     }
 }
@@ -764,19 +879,29 @@ impl<P: PacketBuf> Engine<P> {
             // growth), the excess lands where capacity is free, so the delivery
             // rate it measures is the sum of the links. When every subflow is
             // saturated: the earliest predicted delivery (never hold back).
-            Scheduler::Aggregate => best_of(&|i, p| ok(i, p) && !p.backup && !p.saturated(len))
-                .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
-                .or_else(|| best_of(&|i, p| ok(i, p))),
+            //
+            // Saturation is judged against the subflow's budget too (its congestion
+            // window): the server's window is the budgets' free room
+            // (`mp_server_window`), so normally some subflow has room.
+            Scheduler::Aggregate => {
+                best_of(&|i, p| ok(i, p) && !p.backup && !p.saturated(len) && p.room() >= len)
+                    .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup && p.room() >= len))
+                    .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
+                    .or_else(|| best_of(&|i, p| ok(i, p)))
+            }
             Scheduler::Overflow => {
                 // The primary while it is not saturated (R11); then the others
                 // with room; then whichever delivers first.
                 let primary = best_of(&|i, p| ok(i, p) && p.primary && !p.backup);
                 match primary {
                     Some(i) if !m.paths[i].queue_standing() => Some(i),
-                    _ => best_of(&|i, p| ok(i, p) && !p.backup && !p.saturated(len))
-                        .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
-                        .or(primary)
-                        .or_else(|| best_of(&|i, p| ok(i, p))),
+                    _ => best_of(&|i, p| {
+                        ok(i, p) && !p.backup && !p.saturated(len) && p.room() >= len
+                    })
+                    .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup && p.room() >= len))
+                    .or_else(|| best_of(&|i, p| ok(i, p) && !p.backup))
+                    .or(primary)
+                    .or_else(|| best_of(&|i, p| ok(i, p))),
                 }
             }
             Scheduler::Failover => best_of(&|i, p| ok(i, p) && p.primary && !p.backup)
@@ -887,6 +1012,7 @@ impl<P: PacketBuf> Engine<P> {
             retx: 0,
             sacked: false,
             reinjected: false,
+            in_pipe: true,
             v,
             sent_at: now,
             delivered: p.delivered,
@@ -1032,50 +1158,57 @@ impl<P: PacketBuf> Engine<P> {
         // Send time of the latest segment this ACK shows delivered (RACK, RFC 8985):
         // anything sent well before it and still missing is lost.
         let mut rack_sent: Option<Instant> = None;
+        // Delivery-rate and RTT sample (BBR, draft-cheng-iccrg-delivery-rate-
+        // estimation): from the most recently sent segment this ACK shows delivered
+        // (cumulatively or by SACK) that was sent once. SACKed bytes count as
+        // delivered when SACKed, not again when the cumulative ACK passes them
+        // (counting them late makes an ACK after a repaired hole look like a burst
+        // far above the link rate).
+        let mut sample: Option<(Instant, u64, u64, Instant, bool, u64)> = None;
+        let mut take = |f: &Sent<P>| {
+            if f.retx == 0 && !f.reinjected && sample.is_none_or(|s| f.sent_at >= s.0) {
+                sample = Some((
+                    f.sent_at,
+                    now.0.saturating_sub(f.sent_at.0),
+                    f.delivered,
+                    f.delivered_at,
+                    f.app_limited,
+                    f.sent_at.0.saturating_sub(f.first_sent.0),
+                ));
+            }
+        };
+        let mut newly_delivered = 0u64;
         if ack.diff(p.snd_una) > 0 && ack.diff(snd_nxt) <= 0 {
-            let mut sample: Option<(u64, u64, Instant, bool, u64)> = None;
+            let mut sacked_before = 0u64;
             while let Some(f) = p.inflight.front() {
                 if (f.seq + u32::from(f.len)).diff(ack) > 0 {
                     break;
                 }
                 let f = p.inflight.pop_front().expect("front");
-                rack_sent = Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
-                p.inflight_bytes = p.inflight_bytes.saturating_sub(u64::from(f.len));
+                if rack_usable(&f, now, p.min_rtt_us) {
+                    rack_sent = Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
+                }
+                if f.in_pipe {
+                    p.inflight_bytes = p.inflight_bytes.saturating_sub(u64::from(f.len));
+                }
                 if f.pkt.is_some() {
                     freed_bytes += usize::from(f.len);
                     freed_segments += 1;
                 }
-                // Karn: no sample from a segment sent more than once (here or
-                // elsewhere): its ACK may answer any of the copies.
-                if f.retx == 0 && !f.reinjected {
-                    sample = Some((
-                        now.0.saturating_sub(f.sent_at.0),
-                        f.delivered,
-                        f.delivered_at,
-                        f.app_limited,
-                        f.sent_at.0.saturating_sub(f.first_sent.0),
-                    ));
+                if f.sacked {
+                    sacked_before += u64::from(f.len);
+                } else {
+                    // Karn: no sample from a segment sent more than once (here or
+                    // elsewhere): its ACK may answer any of the copies.
+                    take(&f);
                 }
             }
-            p.delivered += u64::from(ack.0.wrapping_sub(p.snd_una.0));
+            newly_delivered +=
+                u64::from(ack.0.wrapping_sub(p.snd_una.0)).saturating_sub(sacked_before);
             p.snd_una = ack;
             p.dupacks = 0;
             p.last_progress = now;
             p.backoff = 0;
-            if let Some(t) = rack_sent {
-                p.first_sent = p.first_sent.max(t);
-            }
-            if let Some((rtt, d0, t0, app_limited, send_elapsed)) = sample {
-                p.on_rtt(rtt, now);
-                let ack_elapsed = now.0.saturating_sub(t0.0);
-                p.on_rate(
-                    p.delivered - d0,
-                    ack_elapsed.max(send_elapsed),
-                    app_limited,
-                    now,
-                );
-            }
-            p.delivered_at = now;
             if p.health != Health::Ok {
                 p.health = Health::Ok;
                 revived = true;
@@ -1090,17 +1223,45 @@ impl<P: PacketBuf> Engine<P> {
         }
         // SACK: mark what the client holds above the hole.
         let mut highest_sacked: Option<SeqNum> = None;
+        let min_rtt = p.min_rtt_us;
         if let Some(b) = &sack {
             for f in p.inflight.iter_mut() {
                 let e = f.seq + u32::from(f.len);
                 if !f.sacked && b.iter().any(|(l, r)| f.seq.diff(l) >= 0 && e.diff(r) <= 0) {
                     f.sacked = true;
-                    rack_sent = Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
+                    // Out of the network: no longer in flight (RFC 6675's pipe).
+                    if f.in_pipe {
+                        f.in_pipe = false;
+                        p.inflight_bytes = p.inflight_bytes.saturating_sub(u64::from(f.len));
+                    }
+                    newly_delivered += u64::from(f.len);
+                    if rack_usable(f, now, min_rtt) {
+                        rack_sent =
+                            Some(rack_sent.map_or(f.sent_at, |t: Instant| t.max(f.sent_at)));
+                    }
+                    take(f);
                 }
                 if f.sacked {
                     highest_sacked = Some(e);
                 }
             }
+        }
+        if newly_delivered > 0 {
+            p.delivered += newly_delivered;
+            if let Some(t) = rack_sent {
+                p.first_sent = p.first_sent.max(t);
+            }
+            if let Some((_, rtt, d0, t0, app_limited, send_elapsed)) = sample {
+                p.on_rtt(rtt, now);
+                let ack_elapsed = now.0.saturating_sub(t0.0);
+                p.on_rate(
+                    p.delivered - d0,
+                    ack_elapsed.max(send_elapsed),
+                    app_limited,
+                    now,
+                );
+            }
+            p.delivered_at = now;
         }
         // Loss detection (R4): three duplicate ACKs, or SACKed data above an
         // unacknowledged segment sent more than a reordering window earlier.
@@ -1109,6 +1270,7 @@ impl<P: PacketBuf> Engine<P> {
         let mut nr = 0;
         let reo_us = (p.srtt_us / 4).max(2_000);
         let lost_by_dupack = p.dupacks >= 3;
+        let mut back_in = 0u64;
         for f in p.inflight.iter_mut() {
             if nr == MAX_REPAIRS_PER_ACK {
                 break;
@@ -1133,6 +1295,11 @@ impl<P: PacketBuf> Engine<P> {
             }
             f.retx = f.retx.saturating_add(1);
             f.sent_at = now;
+            if !f.in_pipe {
+                // Re-sent: in the network again.
+                f.in_pipe = true;
+                back_in += u64::from(f.len);
+            }
             let reinject = faster && !f.reinjected;
             f.reinjected |= reinject;
             repairs[nr] = Some((f.seq, reinject));
@@ -1141,6 +1308,7 @@ impl<P: PacketBuf> Engine<P> {
         if lost_by_dupack {
             p.dupacks = 0;
         }
+        p.inflight_bytes += back_in;
         if freed_segments > 0 {
             m.cached = m.cached.saturating_sub(freed_bytes);
         }
@@ -1195,6 +1363,19 @@ impl<P: PacketBuf> Engine<P> {
             })
         };
         let mut drained: Vec<usize> = Vec::new();
+        // One subflow at a time refreshes its minimum RTT, while another usable
+        // non-backup subflow can take its share.
+        for k in 0..n {
+            let probing = m.paths.iter().any(|q| q.probe_until.is_some());
+            let p = &m.paths[k];
+            let others = p.probe_until.is_some()
+                || (!probing
+                    && !p.backup
+                    && m.paths.iter().enumerate().any(|(i, q)| {
+                        i != k && q.usable() && !q.backup && q.probe_until.is_none()
+                    }));
+            m.paths[k].probe_rtt(now, others);
+        }
         for k in 0..n {
             let others = freshest(m, k);
             let p = &mut m.paths[k];
@@ -1220,6 +1401,12 @@ impl<P: PacketBuf> Engine<P> {
                         f.reinjected = true;
                         to_reinject.push((k, f.seq.0));
                     }
+                    // Written off: when the subflow comes back its budget is free
+                    // for new data; repairs count again as they are re-sent.
+                    if f.in_pipe {
+                        f.in_pipe = false;
+                        p.inflight_bytes = p.inflight_bytes.saturating_sub(u64::from(f.len));
+                    }
                 }
             }
             if p.health == Health::Suspect && others && silence >= DEAD_AFTER * sa {
@@ -1233,6 +1420,10 @@ impl<P: PacketBuf> Engine<P> {
                 if let Some(f) = p.inflight.front_mut() {
                     f.retx = f.retx.saturating_add(1);
                     f.sent_at = now;
+                    if !f.in_pipe {
+                        f.in_pipe = true;
+                        p.inflight_bytes += u64::from(f.len);
+                    }
                     to_repair.push((k, f.seq.0));
                 }
             }
@@ -1313,25 +1504,63 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
-    /// The window toward the server of a bonded connection: the client's data-level
-    /// window, clamped to what the repair cache can hold (everything in flight
-    /// stays repairable), its right edge never moving left (RFC 9293 §3.8.6).
-    ///
-    /// A clamp to the subflows' estimated capacity (R8) was tried and starved the
-    /// server's probing: a subflow only used for overflow never shows its rate,
-    /// so its budget stays small and the clamp stays below the link sum.
+    /// Free budget of the subflows the policy places new data on, negative when
+    /// they hold more than their budgets: what the server may send beyond what it
+    /// has sent so far (before the allowance for its own leg).
+    fn placement_room(&self, c: &Conn<P>) -> i64 {
+        let Some(m) = c.mp.as_ref() else { return 0 };
+        let free = |p: &Path<P>| p.budget() as i64 - p.inflight_bytes as i64;
+        if self.cfg.scheduler == Scheduler::Failover {
+            return self
+                .schedule(c, 0, None)
+                .and_then(|k| m.paths.get(k))
+                .filter(|p| p.usable())
+                .map_or(0, free);
+        }
+        let room = |backup: bool| -> Option<i64> {
+            let mut any = false;
+            let mut sum = 0;
+            for p in m.paths.iter().filter(|p| p.usable() && p.backup == backup) {
+                any = true;
+                sum += free(p);
+            }
+            any.then_some(sum)
+        };
+        room(false).or_else(|| room(true)).unwrap_or(0)
+    }
+
+    /// The window toward the server of a bonded connection (R8): its right edge is
+    /// what the server has sent so far plus the free budget of the subflows
+    /// (their congestion windows), so a server whose congestion control sees no
+    /// access loss (they are repaired locally) cannot overrun the access links;
+    /// clamped to the client's data-level window and to what the repair cache can
+    /// hold; the right edge never moves left (RFC 9293 §3.8.6). When every subflow
+    /// has gone quiet no new room opens (R13: the server stops sending until the
+    /// client's ACKs return). Data the client holds above a hole is not counted
+    /// against the budgets, so the reordering of unequal paths does not close it.
     pub(crate) fn mp_server_window(&mut self, id: u32, ack: SeqNum) -> u16 {
         let limit = if self.cfg.repair_cache {
             self.cfg.cache_limit_bytes as u64
         } else {
             u64::MAX
         };
+        let Some(c) = self.conn(id) else { return 0 };
+        // The server's own leg holds data too: what it sends on this window
+        // reaches us a server round trip later, so the room includes the rate of
+        // the subflows over that round trip (else the window would cap the
+        // transfer at budget / (access RTT + server RTT)).
+        let room = (self.placement_room(c) + transit_allowance(c) as i64).max(0) as u64;
+        let sent_edge = c.s_isn + 1 + (c.mp.as_ref().map_or(0, |m| m.fwd_end) as u32);
         let Some(c) = self.conn_mut(id) else { return 0 };
         let p_ws = c.p_ws;
         let c_win = u64::from(c.c_win);
         let Some(m) = c.mp.as_mut() else { return 0 };
         let w = c_win.min(limit).min(u64::from(u32::MAX >> 1)) as u32;
         let mut right = ack + w;
+        let budget_edge = sent_edge + room.min(u64::from(u32::MAX >> 2)) as u32;
+        if budget_edge.diff(right) < 0 {
+            right = budget_edge;
+        }
         if let Some(r) = m.right_edge
             && r.diff(right) > 0
         {
@@ -1447,6 +1676,7 @@ impl<P: PacketBuf> Engine<P> {
                 retx: 0,
                 sacked: false,
                 reinjected: false,
+                in_pipe: true,
                 v,
                 sent_at: now,
                 delivered: q.delivered,
@@ -1469,7 +1699,9 @@ impl<P: PacketBuf> Engine<P> {
                 let src = &mut m.paths[k];
                 if let Some(i) = src.inflight.iter().position(|f| f.seq.0 == seq) {
                     let f = src.inflight.remove(i).expect("present");
-                    src.inflight_bytes = src.inflight_bytes.saturating_sub(u64::from(f.len));
+                    if f.in_pipe {
+                        src.inflight_bytes = src.inflight_bytes.saturating_sub(u64::from(f.len));
+                    }
                     if f.pkt.is_some() {
                         m.cached = m.cached.saturating_sub(usize::from(f.len));
                         dseg -= 1;

@@ -1202,3 +1202,52 @@ fn remove_addr_moves_the_download_to_the_remaining_path() {
     );
     assert_eq!(s.client.subs[1].state, SubState::Removed);
 }
+
+// ------------------------------------------------------- a loss-blind server
+
+/// A server whose congestion window grows without bound (slow start from IW10 and
+/// no loss response: a loss-based congestion control that sees no loss — the
+/// engine repairs access losses locally, so CUBIC on a real server grows until
+/// the receive window stops it) over DSL and LTE with 100 ms
+/// tail-drop queues. The window toward the server is the subflows' free budget
+/// (R8), so the server cannot overrun the access links: almost no queue drops,
+/// few repairs, and the download still aggregates. (Before the budget window a
+/// CUBIC server filled the repair-cache window of 4 MiB, every access queue
+/// overflowed, and repairs of repairs stalled the download for seconds.)
+#[test]
+fn loss_blind_server_does_not_overrun_the_access_queues() {
+    let mut dsl = dsl();
+    let mut lte = lte();
+    dsl.down.queue_us = 100 * MS;
+    lte.down.queue_us = 100 * MS;
+    let mut st = setup(false, vec![dsl, lte]);
+    st.server.window_segments = 4096;
+    st.server.initial_window = 10;
+    let s = conn_joined(st);
+    // Long enough for the slow start of both the server and the subflows' budgets
+    // to be a small part of it.
+    let n = 24 << 20;
+    let s = aggregated_download(s, n, 0.8, 0.15);
+    let segments = (n / 1400) as u64;
+    let drops = s.down[0].queue_drops + s.down[1].queue_drops;
+    let k = s.engine.counters();
+    eprintln!(
+        "queue drops {drops}, repairs {}, reinjections {}, longest queue {} / {} ms",
+        k.repairs,
+        k.reinjections,
+        s.down[0].max_queue_us / MS,
+        s.down[1].max_queue_us / MS
+    );
+    assert!(
+        drops <= segments / 200,
+        "{drops} queue drops for {segments} segments\n{}",
+        s.summary()
+    );
+    assert!(
+        k.repairs <= segments / 100,
+        "{} repairs for {segments} segments\n{}",
+        k.repairs,
+        s.summary()
+    );
+    assert_no_server_retransmissions(&s);
+}

@@ -1578,6 +1578,10 @@ pub struct ServerCfg {
     /// (RFC 5681 §3.1 loss window, then slow start) instead of resending the whole
     /// window at once.
     pub slow_start_after_rto: bool,
+    /// Segments of the initial congestion window, growing by one per segment
+    /// acknowledged (slow start) up to `window_segments` and never reduced by
+    /// loss; 0: the whole window at once.
+    pub initial_window: u64,
     pub seed: u64,
 }
 
@@ -1593,6 +1597,7 @@ impl ServerCfg {
             min_rto_us: 200 * MS,
             window_segments: 16,
             slow_start_after_rto: false,
+            initial_window: 0,
             seed: 2,
         }
     }
@@ -1682,7 +1687,11 @@ impl Server {
             rst: None,
             received: Vec::new(),
             retransmits: 0,
-            cwnd: cfg.window_segments,
+            cwnd: if cfg.initial_window == 0 {
+                cfg.window_segments
+            } else {
+                cfg.initial_window
+            },
             cfg,
         }
     }
