@@ -253,6 +253,12 @@ impl<P: PacketBuf> Engine<P> {
         self.pool.drain_events(f);
     }
 
+    /// The runtime is stopping: every port block still assigned is released (one
+    /// release event each), so the allocation log has no open record.
+    pub fn release_all_blocks(&mut self, now: Instant) {
+        self.pool.release_all(now);
+    }
+
     /// Block events lost because the queue was full.
     #[must_use]
     pub fn block_events_lost(&self) -> u64 {

@@ -523,6 +523,42 @@ impl PoolShard {
         });
     }
 
+    /// Returns every block still assigned (the runtime is stopping: no port stays
+    /// bound), so that the allocation log closes each record.
+    pub fn release_all(&mut self, now: Instant) {
+        let mut held = Vec::new();
+        for (&addr, e) in &self.addrs {
+            for (j, b) in e.blocks.iter().enumerate() {
+                if let Some(owner) = b.owner {
+                    held.push((addr, j as u32, owner));
+                }
+            }
+        }
+        for (addr, j, owner) in held {
+            let (lo, hi) = self.block_range(j);
+            let e = self.addrs.get_mut(&addr).expect("present");
+            let b = &mut e.blocks[j as usize];
+            e.ports_in_use = e.ports_in_use.saturating_sub(u32::from(b.in_use));
+            b.owner = None;
+            b.in_use = 0;
+            b.held.clear();
+            b.released.clear();
+            e.free.push_back((j, now));
+            let v6 = addr.is_ipv6();
+            self.blocks_in_use[usize::from(v6)] =
+                self.blocks_in_use[usize::from(v6)].saturating_sub(1);
+            self.event(BlockEvent {
+                allocated: false,
+                subscriber: owner,
+                external: addr,
+                port_lo: lo,
+                port_hi: hi,
+                at: now,
+            });
+        }
+        self.subscribers.clear();
+    }
+
     /// Ports in use on `addr` by this shard.
     #[must_use]
     pub fn in_use(&self, addr: IpAddr) -> u32 {
@@ -688,5 +724,12 @@ mod tests {
         p.release(ext, 9999, Instant(122_000_000));
         assert!(events(&mut p).is_empty());
         assert_eq!(p.in_use(ext), 1);
+        // Stopping closes the open record.
+        p.release_all(Instant(130_000_000));
+        let ev = events(&mut p);
+        assert_eq!(ev.len(), 1);
+        assert!(!ev[0].allocated && ev[0].subscriber == b && ev[0].at == Instant(130_000_000));
+        assert_eq!(p.usage(false).blocks_in_use, 0);
+        assert_eq!(p.in_use(ext), 0);
     }
 }
