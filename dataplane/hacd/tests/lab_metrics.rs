@@ -253,10 +253,10 @@ fn scraped_after_now(lab: &Lab, promql: &str) -> f64 {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         let scraped = query(lab, &format!("timestamp({promql})")).map(|(_, t)| t);
-        if scraped.is_some_and(|t| t > asked + 0.05) {
-            if let Some((_, v)) = query(lab, promql) {
-                return v;
-            }
+        if scraped.is_some_and(|t| t > asked + 0.05)
+            && let Some((_, v)) = query(lab, promql)
+        {
+            return v;
         }
         assert!(
             Instant::now() < end,
