@@ -279,6 +279,8 @@ pub struct PoolShard {
     events_lost: u64,
     /// [IPv4, IPv6] blocks assigned.
     blocks_in_use: [u64; 2],
+    /// [IPv4, IPv6] ports bound.
+    ports_in_use: [u64; 2],
 }
 
 impl PoolShard {
@@ -309,6 +311,7 @@ impl PoolShard {
             events: VecDeque::new(),
             events_lost: 0,
             blocks_in_use: [0; 2],
+            ports_in_use: [0; 2],
         }
     }
 
@@ -374,12 +377,7 @@ impl PoolShard {
             .map(|p| u64::from(p.size()))
             .sum();
         PoolUsage {
-            ports_in_use: self
-                .addrs
-                .iter()
-                .filter(|(a, _)| a.is_ipv6() == v6)
-                .map(|(_, e)| u64::from(e.ports_in_use))
-                .sum(),
+            ports_in_use: self.ports_in_use[usize::from(v6)],
             ports_total: addresses * u64::from(self.ports_per_address),
             blocks_in_use: self.blocks_in_use[usize::from(v6)],
             blocks_total: addresses * u64::from(self.blocks_per_address),
@@ -429,6 +427,7 @@ impl PoolShard {
                     b.set_held(p - lo, true);
                     b.in_use += 1;
                     entry.ports_in_use += 1;
+                    self.ports_in_use[usize::from(v6)] += 1;
                     return Ok((addr, p));
                 }
             }
@@ -457,6 +456,7 @@ impl PoolShard {
         b.set_held(0, true);
         b.in_use = 1;
         entry.ports_in_use += 1;
+        self.ports_in_use[usize::from(v6)] += 1;
         self.subscribers
             .entry((subscriber, v6))
             .or_default()
@@ -495,6 +495,8 @@ impl PoolShard {
         }
         b.in_use = b.in_use.saturating_sub(1);
         entry.ports_in_use = entry.ports_in_use.saturating_sub(1);
+        let fam = usize::from(addr.is_ipv6());
+        self.ports_in_use[fam] = self.ports_in_use[fam].saturating_sub(1);
         if b.in_use > 0 {
             b.released.push_back((port, now));
             return;
@@ -539,6 +541,8 @@ impl PoolShard {
             let e = self.addrs.get_mut(&addr).expect("present");
             let b = &mut e.blocks[j as usize];
             e.ports_in_use = e.ports_in_use.saturating_sub(u32::from(b.in_use));
+            let fam = usize::from(addr.is_ipv6());
+            self.ports_in_use[fam] = self.ports_in_use[fam].saturating_sub(u64::from(b.in_use));
             b.owner = None;
             b.in_use = 0;
             b.held.clear();
