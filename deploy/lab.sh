@@ -9,6 +9,8 @@
 #                                         shape an access link (both directions)
 #   deploy/lab.sh link dsl|lte down|up    cut or restore an access link
 #   deploy/lab.sh demo                    end-to-end demo (needs hacd)
+#   deploy/lab.sh metrics                 print one scrape of hacd's /metrics (Prometheus
+#                                         text format, fetched inside hac-conc)
 #
 # Environment:
 #   HACD=PATH            hacd binary (default $CARGO_TARGET_DIR/release/hacd, else
@@ -39,6 +41,9 @@
 #   LAB_QUEUE_MS=100     queue cap of the emulated links, in ms at the link rate
 #   LAB_EMU_RT=20        SCHED_FIFO priority of the link emulators (0: normal scheduling)
 #   LAB_UP_TIMEOUT=30    seconds `up` waits for forwarding
+#   LAB_METRICS=127.0.0.1:9469
+#                        where hacd serves /metrics, inside hac-conc (its loopback by
+#                        default); hacd's allocation log is $LAB_RUN/allocations.log
 set -euo pipefail
 
 P=${LAB_PREFIX:-hac}
@@ -59,6 +64,11 @@ QUEUE_MS=${LAB_QUEUE_MS:-100}
 UP_TIMEOUT=${LAB_UP_TIMEOUT:-30}
 PROXY_PORT=${LAB_PROXY_TARGET_PORT:-5201}
 EMU_RT=${LAB_EMU_RT:-20}
+METRICS_LISTEN=${LAB_METRICS:-127.0.0.1:9469}
+[[ $METRICS_LISTEN =~ ^[][0-9a-fA-F.:]+$ ]] || {
+    echo "lab.sh: LAB_METRICS must be ADDRESS:PORT" >&2
+    exit 2
+}
 
 abspath() { # relative paths are taken from the repository root
     case $1 in
@@ -221,7 +231,8 @@ render_config() { # render_config [OUT [MULTIPATH]] — deploy/lab.toml -> OUT
     fi
     sed -e "s/@FILE_PREFIX@/$P-lab/g" -e "s/^lcores = \[1\]/lcores = [$lcores]/" \
         -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
-        -e "s/@REPAIR_CACHE@/$MP_REPAIR_CACHE/" "$ROOT/deploy/lab.toml" >"$out"
+        -e "s/@REPAIR_CACHE@/$MP_REPAIR_CACHE/" -e "s|@METRICS@|$METRICS_LISTEN|" \
+        -e "s|@RUN@|$RUN|" "$ROOT/deploy/lab.toml" >"$out"
 }
 
 # The [multipath] section: what LAB_SCHEDULER / LAB_MULTIPATH ask for, checked against
@@ -562,6 +573,17 @@ cmd_status() {
     [[ $state == up ]]
 }
 
+cmd_metrics() { # one scrape of hacd's /metrics, fetched from inside $NS_CONC
+    need_root
+    ns_exists "$NS_CONC" || die "the lab is not up ($NS_CONC is absent)"
+    pid_of hacd >/dev/null || die "hacd is not running (log $RUN/hacd.log)"
+    nsx "$NS_CONC" timeout 15 python3 -c '
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    sys.stdout.write(r.read().decode())
+' "http://$METRICS_LISTEN/metrics" || die "no answer from http://$METRICS_LISTEN/metrics in $NS_CONC"
+}
+
 is_number() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 
 cmd_shape() {
@@ -675,6 +697,7 @@ main() {
         shape) cmd_shape "$@" ;;
         link) cmd_link "$@" ;;
         demo) cmd_demo "$@" ;;
+        metrics) cmd_metrics "$@" ;;
         -h | --help | help) usage ;;
         *)
             usage >&2

@@ -114,6 +114,58 @@ impl DropReason {
     }
 }
 
+/// The RFC 8803 §6.2.8 error codes the converter sends, in counter order; every
+/// other code counts in the last slot of [`Counters::convert_errors_by_code`].
+pub const CONVERT_ERROR_CODES: [u8; 10] = [0, 1, 2, 3, 32, 33, 64, 65, 96, 97];
+
+/// The counter slot of Convert error `code`.
+#[must_use]
+pub fn convert_error_slot(code: u8) -> usize {
+    CONVERT_ERROR_CODES
+        .iter()
+        .position(|&c| c == code)
+        .unwrap_or(CONVERT_ERROR_CODES.len())
+}
+
+/// Why a Convert request did not become a connection. The discriminant indexes
+/// [`Counters::failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FailReason {
+    /// Refused by the converter before contacting the server (malformed request,
+    /// policy, resources: the Convert error code tells which).
+    Refused = 0,
+    /// The server answered the downstream SYN with a RST (Convert error 96).
+    ServerReset,
+    /// A hard ICMP error downstream (Convert error 97).
+    ServerUnreachable,
+    /// The server never answered the downstream SYN (Convert error 65).
+    ServerTimeout,
+}
+
+impl FailReason {
+    /// Number of reasons.
+    pub const COUNT: usize = FailReason::ServerTimeout as usize + 1;
+    /// Every reason, in discriminant order.
+    pub const ALL: [FailReason; Self::COUNT] = [
+        FailReason::Refused,
+        FailReason::ServerReset,
+        FailReason::ServerUnreachable,
+        FailReason::ServerTimeout,
+    ];
+
+    /// A stable label for metrics (`reason="..."`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Refused => "refused",
+            FailReason::ServerReset => "server_reset",
+            FailReason::ServerUnreachable => "server_unreachable",
+            FailReason::ServerTimeout => "server_timeout",
+        }
+    }
+}
+
 /// Per-shard counters, plain integers owned by the shard's worker (the runtime
 /// publishes them without locks).
 #[derive(Debug, Clone, Default)]
@@ -128,8 +180,15 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     /// Convert requests accepted (downstream SYN sent).
     pub convert_requests: u64,
-    /// Convert errors sent, by RFC 8803 error code class.
+    /// Convert errors sent (all codes).
     pub convert_errors: u64,
+    /// Convert errors sent by code (slots: [`convert_error_slot`]).
+    pub convert_errors_by_code: [u64; CONVERT_ERROR_CODES.len() + 1],
+    /// Convert requests that did not become a connection, by reason.
+    pub failed: [u64; FailReason::COUNT],
+    /// Downstream segments placed on a subflow by the scheduler, by policy
+    /// (`Scheduler as usize`: aggregate, overflow, failover).
+    pub placements: [u64; 3],
     /// Connections that reached the established state.
     pub established: u64,
     /// Connections that fell back to plain TCP on the client leg.
@@ -169,6 +228,13 @@ impl Counters {
     pub fn drop(&mut self, r: DropReason) {
         self.drops[r as usize] += 1;
     }
+
+    /// Counts one Convert error sent with `code`, and the failed request behind it.
+    pub fn convert_error(&mut self, code: u8, why: FailReason) {
+        self.convert_errors += 1;
+        self.convert_errors_by_code[convert_error_slot(code)] += 1;
+        self.failed[why as usize] += 1;
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +246,21 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "{r:?}");
         }
+        for (i, r) in FailReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn convert_errors_count_by_code() {
+        let mut c = Counters::default();
+        c.convert_error(32, FailReason::Refused);
+        c.convert_error(96, FailReason::ServerReset);
+        c.convert_error(200, FailReason::Refused);
+        assert_eq!(c.convert_errors, 3);
+        assert_eq!(c.convert_errors_by_code[convert_error_slot(32)], 1);
+        assert_eq!(c.convert_errors_by_code[8], 1);
+        assert_eq!(c.convert_errors_by_code[CONVERT_ERROR_CODES.len()], 1);
+        assert_eq!(c.failed, [2, 1, 0, 0]);
     }
 }

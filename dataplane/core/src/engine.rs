@@ -233,6 +233,38 @@ impl<P: PacketBuf> Engine<P> {
         self.by_client.len()
     }
 
+    /// Live subflows in this shard: every connection's initial subflow plus its
+    /// joined ones (RFC 8684 §3.2).
+    #[must_use]
+    pub fn subflow_count(&self) -> usize {
+        self.by_client.len() + self.by_join.len()
+    }
+
+    /// This shard's external ports and blocks of one family (`v6`).
+    #[must_use]
+    pub fn pool_usage(&self, v6: bool) -> crate::pool::PoolUsage {
+        self.pool.usage(v6)
+    }
+
+    /// Port-block allocations and releases since the last call (RFC 6888 §4
+    /// logging), oldest first; [`crate::pool::PoolShard::events_lost`] counts those
+    /// that did not fit while nobody drained them.
+    pub fn drain_block_events(&mut self, f: impl FnMut(crate::pool::BlockEvent)) {
+        self.pool.drain_events(f);
+    }
+
+    /// The runtime is stopping: every port block still assigned is released (one
+    /// release event each), so the allocation log has no open record.
+    pub fn release_all_blocks(&mut self, now: Instant) {
+        self.pool.release_all(now);
+    }
+
+    /// Block events lost because the queue was full.
+    #[must_use]
+    pub fn block_events_lost(&self) -> u64 {
+        self.pool.events_lost()
+    }
+
     /// This shard's index.
     #[must_use]
     pub fn shard(&self) -> u16 {

@@ -19,6 +19,7 @@ use hac_wire::tcp::Flags;
 
 use crate::conn::{Conn, Deadline, Handshake, Leg, REPLY_INLINE, Sock, State};
 use crate::drop::DropReason;
+use crate::drop::FailReason;
 use crate::engine::{Action, Engine, Port, Tx};
 use crate::packet::PacketBuf;
 use crate::pool::PoolError;
@@ -453,8 +454,13 @@ impl<P: PacketBuf> Engine<P> {
             }
             b.finish().unwrap_or(4)
         };
-        if !matches!(r, Refusal::InfoOnly) {
-            self.counters.convert_errors += 1;
+        let code = match r {
+            Refusal::Error(c, _) | Refusal::Echo(c) => Some(c),
+            Refusal::Options(..) => Some(ErrorCode::UnsupportedTcpOption),
+            Refusal::InfoOnly => None,
+        };
+        if let Some(c) = code {
+            self.counters.convert_error(c.to_u8(), FailReason::Refused);
         }
         conn.set_reply(&buf[..n], now);
         conn.state = State::ReplyClose;
@@ -670,7 +676,12 @@ impl<P: PacketBuf> Engine<P> {
         self.unbind_server(id);
         self.pool.release(pool.ip(), pool.port(), now);
         self.pending_done(client.ip());
-        self.counters.convert_errors += 1;
+        let why = match code {
+            ErrorCode::ConnectionReset => FailReason::ServerReset,
+            ErrorCode::DestinationUnreachable => FailReason::ServerUnreachable,
+            _ => FailReason::ServerTimeout,
+        };
+        self.counters.convert_error(code.to_u8(), why);
         let mss = self.mss_for(client.ip());
         let c = self.conn_mut(id).expect("present");
         c.set_reply(&buf[..n], now);

@@ -25,7 +25,7 @@ mod transmit;
 
 pub use config::{EngineConfig, Scheduler};
 pub use conn::State;
-pub use drop::{Counters, DropReason};
+pub use drop::{CONVERT_ERROR_CODES, Counters, DropReason, FailReason, convert_error_slot};
 pub use engine::{Action, Engine, JoinEvent, Port, Transmit, owner_of};
 pub use multipath::SubflowInfo;
 pub use packet::{PacketBuf, VecPacket};

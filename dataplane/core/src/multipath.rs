@@ -980,6 +980,7 @@ impl<P: PacketBuf> Engine<P> {
         let Some(k) = self.schedule(c, u64::from(payload_len), None) else {
             return Action::Drop(DropReason::ClientGone);
         };
+        self.counters.placements[self.cfg.scheduler as usize] += 1;
         let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin);
         if let Action::Forward(_) = action {
             self.record(now, id, k, v, payload_len, fin, pkt);

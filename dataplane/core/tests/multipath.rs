@@ -1161,6 +1161,16 @@ fn overflow_scheduler_keeps_a_light_download_on_the_primary() {
     }
     transfer(&mut s, &[], &[], 20 * SEC);
     assert_eq!(s.server.app, want);
+    // Every server data segment was one placement, counted under its policy.
+    let placed = s.engine.counters().placements;
+    assert!(
+        placed[Scheduler::Overflow as usize] >= (want.len() / 1460) as u64,
+        "{placed:?}"
+    );
+    assert_eq!(
+        placed[Scheduler::Aggregate as usize] + placed[Scheduler::Failover as usize],
+        0
+    );
     let lte = down_share(&s, 1);
     eprintln!("overflow, 8 Mbit/s offered: LTE share {lte:.3}");
     assert!(

@@ -293,6 +293,92 @@ fn no_server_answer_within_2s_answers_error_65() {
     s.assert_clean();
 }
 
+// ------------------------------------------------------------------ counters and the allocation log
+
+fn block_events(s: &mut Sim) -> Vec<hac_core::pool::BlockEvent> {
+    let mut v = Vec::new();
+    s.engine.drain_block_events(|e| v.push(e));
+    v
+}
+
+#[test]
+fn a_connection_takes_a_block_for_its_subscriber_and_gives_it_back() {
+    let mut s = conn_established(Setup::v4());
+    let c = s.engine.counters().clone();
+    assert_eq!(
+        (c.convert_requests, c.established, c.convert_errors),
+        (1, 1, 0)
+    );
+    assert_eq!((s.engine.connections(), s.engine.subflow_count()), (1, 1));
+    let u = s.engine.pool_usage(false);
+    assert_eq!((u.ports_in_use, u.blocks_in_use), (1, 1));
+    let pool = s.server.peer.expect("the server saw the pool address");
+    let ev = block_events(&mut s);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(ev[0].allocated);
+    assert_eq!(
+        (ev[0].subscriber, ev[0].external),
+        (CLIENT_V4.ip(), pool.ip())
+    );
+    assert!((ev[0].port_lo..=ev[0].port_hi).contains(&pool.port()));
+    // Closed both ways, then the transitory timeout: the binding goes, and with its
+    // only port the block.
+    transfer(&mut s, &pattern(2000, 3), &pattern(3000, 4));
+    s.run_for(300 * SEC);
+    assert_eq!(s.engine.connections(), 0);
+    let ev = block_events(&mut s);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(!ev[0].allocated);
+    assert_eq!(
+        (ev[0].subscriber, ev[0].external),
+        (CLIENT_V4.ip(), pool.ip())
+    );
+    assert_eq!(s.engine.pool_usage(false).blocks_in_use, 0);
+}
+
+#[test]
+fn failures_count_by_reason_and_convert_code() {
+    use hac_core::{FailReason, convert_error_slot};
+    // Server RST: 96, server_reset.
+    let mut setup = Setup::v4();
+    setup.server.on_syn = OnSyn::Reset;
+    let mut s = setup.build();
+    assert!(s.run_until(3 * SEC, |s| s.client.error_code.is_some()));
+    let c = s.engine.counters();
+    assert_eq!(c.convert_errors_by_code[convert_error_slot(96)], 1);
+    assert_eq!(c.failed[FailReason::ServerReset as usize], 1);
+    assert_eq!((c.convert_errors, c.established), (1, 0));
+    // The block was taken for the attempt and returned with it.
+    let ev = block_events(&mut s);
+    assert_eq!(
+        ev.iter().map(|e| e.allocated).collect::<Vec<_>>(),
+        [true, false]
+    );
+
+    // No answer: 65, server_timeout.
+    let mut s = conn_syn_sent(Setup::v4());
+    assert!(s.run_until(5 * SEC, |s| s.client.error_code.is_some()));
+    let c = s.engine.counters();
+    assert_eq!(c.convert_errors_by_code[convert_error_slot(65)], 1);
+    assert_eq!(c.failed[FailReason::ServerTimeout as usize], 1);
+
+    // A Connect to the converter's own address: refused by policy, 32, before any
+    // port is taken.
+    let mut setup = Setup::v4();
+    setup.client.target = SERVICE_V4;
+    let mut s = setup.build();
+    assert!(s.run_until(3 * SEC, |s| s.client.error_code.is_some()));
+    assert_eq!(s.client.error_code, Some(32));
+    let c = s.engine.counters();
+    assert_eq!(c.convert_errors_by_code[convert_error_slot(32)], 1);
+    assert_eq!(c.failed[FailReason::Refused as usize], 1);
+    assert_eq!(
+        c.convert_requests, 0,
+        "a refused request creates no connection"
+    );
+    assert!(block_events(&mut s).is_empty());
+}
+
 // ------------------------------------------------------------------ established
 
 #[test]

@@ -26,11 +26,17 @@
 //!
 //! [workers]
 //! lcores = [1]
+//!
+//! [metrics]                                   # optional: off when absent
+//! listen = "127.0.0.1:9469"                   # GET /metrics (Prometheus text)
+//!
+//! [allocation_log]                            # optional: off when absent
+//! file = "/var/log/hacd/allocations.log"      # or: syslog = true
 //! ```
 
 use std::fmt;
-use std::net::IpAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use hac_core::EngineConfig;
 use hac_core::pool::{PoolConfig, Prefix};
@@ -76,6 +82,23 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     multipath: RawMultipath,
+    metrics: Option<RawMetrics>,
+    allocation_log: Option<RawAllocationLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllocationLog {
+    file: Option<String>,
+    #[serde(default)]
+    syslog: bool,
+    syslog_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +236,15 @@ pub struct Route {
     pub via: IpAddr,
 }
 
+/// Where port-block allocation records go (RFC 6888 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocationLog {
+    /// Appended to a file, one line per record.
+    File(PathBuf),
+    /// Sent to the local syslog daemon's datagram socket (`/dev/log` by default).
+    Syslog(PathBuf),
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -226,6 +258,10 @@ pub struct Config {
     pub lcores: Vec<u32>,
     /// The engine configuration (converter addresses, port, pools, timeouts).
     pub engine: EngineConfig,
+    /// Where `/metrics` is served (None: no metrics endpoint).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where port-block allocations are logged (None: not logged).
+    pub allocation_log: Option<AllocationLog>,
 }
 
 fn parse_prefix(key: &str, s: &str) -> Result<Prefix, ConfigError> {
@@ -427,12 +463,53 @@ impl Config {
             };
             err(key, e.reason)
         })?;
+        let metrics_listen = match &raw.metrics {
+            None => None,
+            Some(m) => Some(m.listen.parse::<SocketAddr>().or_else(|_| {
+                err(
+                    "metrics.listen",
+                    format!("`{}` is not an ADDRESS:PORT socket address", m.listen),
+                )
+            })?),
+        };
+        let allocation_log = match &raw.allocation_log {
+            None => None,
+            Some(a) => match (&a.file, a.syslog) {
+                (Some(_), true) => {
+                    return err(
+                        "allocation_log",
+                        "set either `file` or `syslog = true`, not both",
+                    );
+                }
+                (Some(f), false) if f.is_empty() => {
+                    return err("allocation_log.file", "must be a path");
+                }
+                (Some(f), false) => Some(AllocationLog::File(PathBuf::from(f))),
+                (None, true) => Some(AllocationLog::Syslog(PathBuf::from(
+                    a.syslog_socket.as_deref().unwrap_or("/dev/log"),
+                ))),
+                (None, false) => {
+                    return err(
+                        "allocation_log",
+                        "set `file = \"PATH\"` or `syslog = true` (or remove the section)",
+                    );
+                }
+            },
+        };
+        if a_syslog_socket_without_syslog(&raw) {
+            return err(
+                "allocation_log.syslog_socket",
+                "only meaningful with `syslog = true`",
+            );
+        }
         Ok(Config {
             eal_args: raw.eal.args,
             ports,
             routes,
             lcores: raw.workers.lcores,
             engine,
+            metrics_listen,
+            allocation_log,
         })
     }
 
@@ -452,6 +529,12 @@ impl Config {
             Role::Core => self.engine.pool.contains(ip),
         }
     }
+}
+
+fn a_syslog_socket_without_syslog(raw: &RawConfig) -> bool {
+    raw.allocation_log
+        .as_ref()
+        .is_some_and(|a| a.syslog_socket.is_some() && !a.syslog)
 }
 
 /// "line L, column C" for a byte offset.
@@ -527,5 +610,39 @@ lcores = [1]
             "prefixes = [\"203.0.113.0/x\"]",
         );
         assert_eq!(Config::parse(&bad).unwrap_err().key, "pool.prefixes[0]");
+    }
+
+    #[test]
+    fn metrics_and_allocation_log_are_optional_and_checked() {
+        let c = Config::parse(LAB).unwrap();
+        assert_eq!((c.metrics_listen, c.allocation_log), (None, None));
+        let with = format!(
+            "{LAB}\n[metrics]\nlisten = \"127.0.0.1:9469\"\n[allocation_log]\nfile = \"/tmp/a.log\"\n"
+        );
+        let c = Config::parse(&with).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9469".parse().unwrap()));
+        assert_eq!(
+            c.allocation_log,
+            Some(AllocationLog::File("/tmp/a.log".into()))
+        );
+        let c = Config::parse(&format!("{LAB}\n[allocation_log]\nsyslog = true\n")).unwrap();
+        assert_eq!(
+            c.allocation_log,
+            Some(AllocationLog::Syslog("/dev/log".into()))
+        );
+        let key = |extra: &str| Config::parse(&format!("{LAB}\n{extra}")).unwrap_err().key;
+        assert_eq!(key("[metrics]\nlisten = \"9469\""), "metrics.listen");
+        assert_eq!(key("[metrics]\nlisten = \"[::1]:x\""), "metrics.listen");
+        assert!(key("[metrics]\n").starts_with("line "));
+        assert_eq!(key("[allocation_log]\n"), "allocation_log");
+        assert_eq!(
+            key("[allocation_log]\nfile = \"/a\"\nsyslog = true"),
+            "allocation_log"
+        );
+        assert_eq!(key("[allocation_log]\nfile = \"\""), "allocation_log.file");
+        assert_eq!(
+            key("[allocation_log]\nfile = \"/a\"\nsyslog_socket = \"/b\""),
+            "allocation_log.syslog_socket"
+        );
     }
 }

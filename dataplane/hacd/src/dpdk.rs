@@ -2,6 +2,7 @@
 //! pair per worker, and one worker per worker lcore, pinned (EAL launches it there),
 //! polling its queues. The main lcore does no packet work.
 
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
@@ -12,7 +13,10 @@ use hac_core::{Engine, Instant};
 use hac_dpdk::{Eal, Mbuf, Mempool, Port, PortConfig as DpdkPortConfig, RxQueue, TxQueue};
 use hac_wire::ethernet::EthernetAddress;
 
+use crate::alloclog::{self, Clock};
 use crate::config::Config;
+use crate::metrics::{self, AllocLogStats, HacCollector};
+use crate::notify;
 use crate::runtime::{BURST, Handoff, Nic, SharedNeighbours, Worker, WorkerStats};
 
 /// One worker's queues.
@@ -100,6 +104,34 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let args = eal_args(&cfg);
     tracing::info!(?args, "starting EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("EAL init failed: {e}"))?;
+    // Threads started from here on inherit the main lcore's CPU set: the metrics
+    // server and the allocation logger never run on a worker's core.
+    let clock = Clock::now();
+    let alloc_stats = Arc::new(AllocLogStats::default());
+    let logger_stop = Arc::new(AtomicBool::new(false));
+    let (alloc_queue, logger) = match &cfg.allocation_log {
+        Some(target) => {
+            let q = Arc::new(alloclog::Queue::new(alloclog::QUEUE_CAPACITY));
+            let h = alloclog::spawn(
+                target,
+                Arc::clone(&q),
+                clock,
+                Arc::clone(&alloc_stats),
+                Arc::clone(&logger_stop),
+            )
+            .map_err(|e| anyhow::anyhow!("allocation_log: cannot open {target:?}: {e}"))?;
+            tracing::info!(?target, "allocation log");
+            (Some(q), Some(h))
+        }
+        None => (None, None),
+    };
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let workers = cfg.lcores.len();
     let pool = Mempool::new(
         "hacd_pool",
@@ -139,7 +171,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let inboxes: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
         .map(|_| Arc::new(ArrayQueue::new(4096)))
         .collect();
-    let epoch = StdInstant::now();
+    let epoch = clock.epoch;
     let mut seed = [0u8; 8];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
@@ -147,7 +179,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     }
     let seed = u64::from_le_bytes(seed);
     let mut handles = Vec::new();
-    let mut all_stats = Vec::new();
+    let all_stats: Vec<Arc<WorkerStats>> = (0..workers)
+        .map(|_| Arc::new(WorkerStats::with_ports(cfg.ports.len())))
+        .collect();
     for (w, &lcore) in cfg.lcores.iter().enumerate() {
         let mut rx = Vec::new();
         let mut tx = Vec::new();
@@ -173,9 +207,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             inboxes.clone(),
             Arc::clone(&stop),
         );
-        let stats = Arc::new(WorkerStats::default());
-        all_stats.push(Arc::clone(&stats));
+        let stats = Arc::clone(&all_stats[w]);
         let busy = Arc::clone(&stats);
+        let (alloc_queue, alloc_stats) = (alloc_queue.clone(), Arc::clone(&alloc_stats));
         let handle = eal
             .launch(lcore, move || -> Result<Vec<()>, String> {
                 let now = || Instant(epoch.elapsed().as_micros() as u64);
@@ -198,9 +232,15 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                     }
                     if t.0.saturating_sub(last_publish.0) > 50_000 {
                         worker.publish_neighbours();
+                        worker.publish_stats(|e| {
+                            alloclog::forward(alloc_queue.as_deref(), &alloc_stats, e);
+                        });
                         last_publish = t;
                     }
                 }
+                worker.release_blocks(now(), |e| {
+                    alloclog::forward(alloc_queue.as_deref(), &alloc_stats, e);
+                });
                 let c = worker.engine().counters();
                 let cache = worker.engine().cache_report();
                 tracing::info!(
@@ -230,11 +270,32 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         tracing::info!(worker = w, lcore, "worker started");
         handles.push(handle);
     }
+    let metrics = match metrics_listener {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            let registry = HacCollector::new(
+                cfg.ports.iter().map(|p| p.name.clone()).collect(),
+                all_stats.clone(),
+                Arc::clone(&alloc_stats),
+            )
+            .registry()
+            .map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?;
+            let h = metrics::serve(l, registry, Arc::clone(&stop))
+                .map_err(|e| anyhow::anyhow!("metrics.listen: {e}"))?;
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+            Some(h)
+        }
+        None => None,
+    };
     tracing::info!("hacd forwarding");
+    if let Err(e) = notify::notify("READY=1") {
+        tracing::warn!("NOTIFY_SOCKET: {e}");
+    }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("stopping");
+    let _ = notify::notify("STOPPING=1");
     for h in handles {
         match h.wait() {
             Ok(Ok(_)) => {}
@@ -252,6 +313,18 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             busy_ms = s.busy_ns.load(Ordering::Relaxed) / 1_000_000,
             "worker stopped"
         );
+    }
+    // The workers have queued their last records (block releases included).
+    logger_stop.store(true, Ordering::Release);
+    if let Some(h) = logger
+        && h.join().is_err()
+    {
+        tracing::error!("allocation logger panicked");
+    }
+    if let Some(h) = metrics
+        && h.join().is_err()
+    {
+        tracing::error!("metrics server panicked");
     }
     for (mut p, c) in ports.into_iter().zip(cfg.ports.iter()) {
         if let Err(e) = p.stop() {

@@ -3,7 +3,10 @@
 //! polling workers that run `hac-core`.
 #![forbid(unsafe_code)]
 
+pub mod alloclog;
 pub mod config;
 pub mod dpdk;
 pub mod host;
+pub mod metrics;
+pub mod notify;
 pub mod runtime;

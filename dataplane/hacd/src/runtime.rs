@@ -17,6 +17,7 @@ use parking_lot::RwLock;
 
 use crate::config::{Config, Role};
 use crate::host::{ETH_LEN, Host, Input, next_hop, write_eth};
+use crate::metrics::{EngineStats, PortStats, bump};
 
 /// Packets per burst.
 pub const BURST: usize = 32;
@@ -70,6 +71,21 @@ pub struct WorkerStats {
     /// Nanoseconds spent in polling rounds that handled at least one packet: the
     /// worker's CPU cost of the traffic (its busy-polling of empty queues excluded).
     pub busy_ns: AtomicU64,
+    /// Frames and bytes per port (index: configured port order).
+    pub ports: Box<[PortStats]>,
+    /// The engine's counters, copied between bursts ([`Worker::publish_stats`]).
+    pub engine: EngineStats,
+}
+
+impl WorkerStats {
+    /// Stats with per-port counters for `ports` ports.
+    #[must_use]
+    pub fn with_ports(ports: usize) -> Self {
+        WorkerStats {
+            ports: (0..ports).map(|_| PortStats::default()).collect(),
+            ..WorkerStats::default()
+        }
+    }
 }
 
 /// A handed-over packet: the port it arrived on and the frame.
@@ -163,11 +179,20 @@ impl<N: Nic> Worker<N> {
             let mut rx = std::mem::take(&mut self.rx);
             self.nic.rx(port, &mut rx);
             work += rx.len();
+            if !rx.is_empty() {
+                // Per burst, by this worker only: plain stores, no bus lock.
+                let (n, bytes) = (
+                    rx.len() as u64,
+                    rx.iter().map(|b| b.data().len() as u64).sum(),
+                );
+                bump(&self.stats.rx_packets, n);
+                bump(&self.stats.rx_bytes, bytes);
+                if let Some(p) = self.stats.ports.get(port) {
+                    bump(&p.rx_packets, n);
+                    bump(&p.rx_bytes, bytes);
+                }
+            }
             for mut buf in rx.drain(..) {
-                self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .rx_bytes
-                    .fetch_add(buf.data().len() as u64, Ordering::Relaxed);
                 let mac = self.nic.mac(port);
                 match self.host.input(&self.cfg, port, mac, buf.data_mut(), now) {
                     Input::Reply(n) => {
@@ -229,8 +254,12 @@ impl<N: Nic> Worker<N> {
             if !self.tx[port].is_empty() {
                 let n = self.tx[port].len() as u64;
                 let bytes: u64 = self.tx[port].iter().map(|b| b.data().len() as u64).sum();
-                self.stats.tx_packets.fetch_add(n, Ordering::Relaxed);
-                self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+                bump(&self.stats.tx_packets, n);
+                bump(&self.stats.tx_bytes, bytes);
+                if let Some(p) = self.stats.ports.get(port) {
+                    bump(&p.tx_packets, n);
+                    bump(&p.tx_bytes, bytes);
+                }
                 self.nic.tx(port, &mut self.tx[port]);
             }
         }
@@ -427,6 +456,20 @@ impl<N: Nic> Worker<N> {
                 self.solicit(port, nh);
             }
         }
+    }
+
+    /// Copies the engine's counters into the shared stats and passes the port-block
+    /// allocations and releases to `sink` (between bursts, at a low rate).
+    pub fn publish_stats(&mut self, sink: impl FnMut(hac_core::pool::BlockEvent)) {
+        self.stats.engine.publish(&self.engine);
+        self.engine.drain_block_events(sink);
+    }
+
+    /// The runtime is stopping: releases every port block still assigned (closing
+    /// their allocation records), then publishes as [`Worker::publish_stats`].
+    pub fn release_blocks(&mut self, now: Instant, sink: impl FnMut(hac_core::pool::BlockEvent)) {
+        self.engine.release_all_blocks(now);
+        self.publish_stats(sink);
     }
 
     /// Publishes neighbours this worker learned to the shared table (called between
