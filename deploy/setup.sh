@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # build-essential/pkg-config/clang/libclang-dev: the DPDK bindings (bindgen + C shim);
 # libdpdk-dev/dpdk: DPDK 22.11; iproute2/ethtool/iputils-ping/util-linux/procps/kmod:
 # the network-namespace labs; python3: the Linux client/server test scripts;
-# socat/mptcpd: the kernel MPTCP proxy baseline (mptcpize).
+# socat/mptcpd: the kernel MPTCP proxy baseline (mptcpize); protobuf-compiler: protoc
+# for the hac.v1 gRPC API (proto/build.rs).
 PKGS=(build-essential pkg-config python3 iproute2 ethtool iputils-ping util-linux procps kmod
-    libdpdk-dev dpdk libclang-dev clang socat mptcpd)
+    libdpdk-dev dpdk libclang-dev clang socat mptcpd protobuf-compiler)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
