@@ -709,8 +709,8 @@ impl<P: PacketBuf> Engine<P> {
     /// Makes a connection bonded: the initial subflow leaves the identity
     /// arithmetic; everything placed from now on is counted per subflow.
     pub(crate) fn bond(&mut self, id: u32, now: Instant) {
-        let primary_cfg = !self.cfg.primary_access.is_empty();
         let Some(c) = self.conn(id) else { return };
+        let primary_cfg = !self.primary_access_of(c.leg.client.ip).is_empty();
         if c.mp.is_some() {
             return;
         }
@@ -734,7 +734,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     fn is_primary(&self, ip: core::net::IpAddr) -> bool {
-        self.cfg.primary_access.iter().any(|p| p.contains(ip))
+        self.primary_access_of(ip).iter().any(|p| p.contains(ip))
     }
 
     pub(crate) fn is_service(&self, ip: core::net::IpAddr, port: u16) -> bool {
@@ -756,7 +756,7 @@ impl<P: PacketBuf> Engine<P> {
                 .min_by_key(|(_, p)| p.predicted_us(len))
                 .map(|(i, _)| i)
         };
-        let pick = match self.cfg.scheduler {
+        let pick = match c.scheduler {
             // Fill every non-backup subflow up to its estimated rate, the one that
             // delivers first preferred (R1); a subflow whose queue grows beyond a
             // small target is saturated and the next one takes the excess. When
