@@ -4,6 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod dpdk;
 pub mod host;
+pub mod mgmt;
+pub mod nonic;
 pub mod runtime;
+pub mod state;
