@@ -262,12 +262,7 @@ const PRIVATE: [(&str, u8); 7] = [
 pub fn private_ranges() -> Vec<Prefix> {
     PRIVATE
         .iter()
-        .filter_map(|(a, l)| {
-            a.parse().ok().map(|addr| Prefix {
-                addr,
-                len: *l,
-            })
-        })
+        .filter_map(|(a, l)| a.parse().ok().map(|addr| Prefix { addr, len: *l }))
         .collect()
 }
 
