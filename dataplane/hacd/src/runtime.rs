@@ -160,6 +160,11 @@ impl<N: Nic> Worker<N> {
         self.generation
     }
 
+    /// The NIC (tests feed it).
+    pub fn nic_mut(&mut self) -> &mut N {
+        &mut self.nic
+    }
+
     /// Between bursts: a newer configuration (one atomic load when there is none),
     /// then a few queued management requests.
     fn serve_control(&mut self, now: Instant) {
