@@ -109,17 +109,22 @@ impl<P: PacketBuf> Engine<P> {
         client: IpAddr,
         dest: IpAddr,
     ) -> Result<Admission, ErrorCode> {
-        let policy = &self.policy;
-        let verdict = policy.authorize(client, dest).and_then(|()| {
-            let (key, limits, pairing) = policy.account(client);
-            let scheduler = policy.subscriber_of(client).and_then(|s| s.scheduler);
-            self.policy_state
-                .admit(key, limits, self.shards, self.cfg.pool.hold_down, now)
-                .map(|charge| Admission {
-                    charge,
-                    pairing,
-                    scheduler,
-                })
+        let verdict = self.policy.decide(client, dest).and_then(|d| {
+            let charge = match d.limited {
+                None => None,
+                Some((key, limits)) => self.policy_state.admit(
+                    key,
+                    limits,
+                    self.shards,
+                    self.cfg.pool.hold_down,
+                    now,
+                )?,
+            };
+            Ok(Admission {
+                charge,
+                pairing: d.pairing,
+                scheduler: d.scheduler,
+            })
         });
         verdict.map_err(|d| {
             self.policy_state.counters.count(d);

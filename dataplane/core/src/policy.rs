@@ -371,9 +371,23 @@ impl PolicyCounters {
     }
 }
 
+/// What the policy decided for an admitted Convert request.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    /// Whom to count the connection against, and the limits (None: unlimited).
+    pub limited: Option<(SubscriberKey, Limits)>,
+    /// The address the paired pool address derives from.
+    pub pairing: IpAddr,
+    /// The subscriber's own scheduler.
+    pub scheduler: Option<Scheduler>,
+}
+
 /// A validated, compiled policy (shared read-only by every shard).
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Nothing configured beyond the built-in denials (the common case of a
+    /// converter without subscribers): admission is the fixed checks alone.
+    open: bool,
     spec: PolicySpec,
     subscribers: Vec<Subscriber>,
     by_client: PrefixMap<u32>,
@@ -473,7 +487,13 @@ impl Policy {
             }
             rules.insert(&r.prefix, r.action);
         }
+        let open = spec.subscribers.is_empty()
+            && spec.destination_rules.is_empty()
+            && !spec.deny_private_destinations
+            && spec.allow_unlisted_clients
+            && spec.default_limits == Limits::default();
         Ok(Policy {
+            open,
             spec,
             subscribers,
             by_client,
@@ -531,8 +551,48 @@ impl Policy {
         Ok(())
     }
 
+    /// The whole decision for a Convert request from `client` to `dest`: one
+    /// subscriber lookup, and none at all for an open policy.
+    pub(crate) fn decide(&self, client: IpAddr, dest: IpAddr) -> Result<Decision, Denial> {
+        if self.open {
+            if always_denied(dest) {
+                return Err(Denial::Destination);
+            }
+            return Ok(Decision {
+                limited: None,
+                pairing: client,
+                scheduler: None,
+            });
+        }
+        let sub = self.subscriber_of(client);
+        if !self.spec.allow_unlisted_clients && sub.is_none() {
+            return Err(Denial::Client);
+        }
+        if !self.destination_allowed(dest) {
+            return Err(Denial::Destination);
+        }
+        let limits = sub.map_or(self.spec.default_limits, |s| s.limits);
+        let dual = self.spec.mode == Mode::DualProxy;
+        let limited = (limits != Limits::default()).then(|| {
+            let key = match sub {
+                Some(s) if dual => SubscriberKey::Named(s.name.clone()),
+                _ => SubscriberKey::Addr(client),
+            };
+            (key, limits)
+        });
+        Ok(Decision {
+            limited,
+            pairing: match sub {
+                Some(s) if dual => s.anchor,
+                _ => client,
+            },
+            scheduler: sub.and_then(|s| s.scheduler),
+        })
+    }
+
     /// Whom a connection from `client` counts against, its limits, and the address
     /// its paired pool address derives from.
+    #[cfg(test)]
     pub(crate) fn account(&self, client: IpAddr) -> (SubscriberKey, Limits, IpAddr) {
         match (self.spec.mode, self.subscriber_of(client)) {
             (Mode::DualProxy, Some(s)) => {
