@@ -3,7 +3,8 @@
 //! running the real `hacctl` inside the concentrator's namespace, real Linux MPTCP
 //! clients and a plain Linux TCP server.
 //!
-//! `mgmt_lab_policy_change_during_a_live_transfer`: a 40 MB download runs from the
+//! `mgmt_lab_policy_change_during_a_live_transfer`: a 64 MB download (DSL shaped to
+//! 20 Mbit/s, LTE to 5) runs from the
 //! client's DSL address while the operator (1) lists the session, (2) adds a
 //! subscriber covering the client and refuses unlisted clients — a new IPv4
 //! connection still works — then (3) moves the subscriber's IPv4 prefix away: a new
@@ -159,7 +160,11 @@ fn mgmt_lab_policy_change_during_a_live_transfer() {
         return;
     }
     let lab = Lab::up();
-    lab.sh(&["shape", "dsl", "40", "10"], 30);
+    // Both access links shaped: the client's LTE subflow joins the download too.
+    for (link, rate, delay) in [("dsl", "20", "10"), ("lte", "5", "40")] {
+        let shaped = lab.sh(&["shape", link, rate, delay], 30);
+        assert!(shaped.status.success(), "lab.sh shape {link} failed");
+    }
     let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
     let peers = Peers::new(
         "mgm",
@@ -171,14 +176,16 @@ fn mgmt_lab_policy_change_during_a_live_transfer() {
     .expect("test server");
     assert_eq!(lab.ctl(&["mode", "show"])["mode"], "single-proxy");
 
-    // A download long enough to span the changes (40 MB at 40 Mbit/s: about 8 s).
-    let size = 40 * MB;
+    // A download long enough to span the changes (64 MB at 25 Mbit/s: about 21 s;
+    // the changes below take a few seconds).
+    let size = 64 * MB;
     let spec = ClientSpec::convert(dest(false))
         .request_in_syn(true)
         .late_shutdown(true)
         .down(size)
         .timeout(Duration::from_secs(120));
     let live = peers.spawn_client(&spec).expect("client");
+    let t0 = Instant::now();
     let established = wait_for(Duration::from_secs(20), || {
         lab.ctl(&["session", "list"])
             .as_array()
@@ -215,7 +222,9 @@ fn mgmt_lab_policy_change_during_a_live_transfer() {
     let by_sub = lab.ctl(&["session", "list", "--subscriber", "home"]);
     assert!(!by_sub.as_array().unwrap().is_empty(), "{by_sub}");
 
-    // (3) Its IPv4 prefix moves away: IPv4 is refused with 32, IPv6 still works.
+    // (3) Its IPv4 prefix moves away: the live download is now refused by the policy
+    // but only counted (revocation happens only when the operator asks); a new IPv4
+    // connection is refused with 32, a new IPv6 one still works.
     lab.ctl(&[
         "subscriber",
         "update",
@@ -225,6 +234,18 @@ fn mgmt_lab_policy_change_during_a_live_transfer() {
         "--prefix",
         "2001:db8:1::/64",
     ]);
+    let dry = lab.ctl(&["session", "revoke", "--dry-run"]);
+    let still = lab.ctl(&["session", "list"]);
+    assert!(
+        still
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str()),
+        "the download ended before the policy change could be checked against it: {still}"
+    );
+    assert!(dry["revoked"].as_u64().unwrap() >= 1, "{dry}");
+    let checked = t0.elapsed();
     assert_eq!(
         short(&peers, false),
         ConvertOutcome::Error(32),
@@ -237,12 +258,13 @@ fn mgmt_lab_policy_change_during_a_live_transfer() {
     );
     let st = lab.ctl(&["stats"]);
     assert!(st["denied_client"].as_u64().unwrap() >= 1, "{st}");
-    // The live download is refused by the new policy, but only counted: revocation
-    // happens only when the operator asks.
-    let dry = lab.ctl(&["session", "revoke", "--dry-run"]);
-    assert!(dry["revoked"].as_u64().unwrap() >= 1, "{dry}");
 
     let res = live.wait().expect("client");
+    eprintln!(
+        "download: {:.1} s, changes checked {:.1} s after it started",
+        res.elapsed.as_secs_f64(),
+        checked.as_secs_f64()
+    );
     assert_eq!(res.convert, ConvertOutcome::Ok, "{res:?}");
     let srv = peers
         .server()
