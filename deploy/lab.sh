@@ -11,10 +11,14 @@
 #   deploy/lab.sh demo                    end-to-end demo (needs hacd)
 #   deploy/lab.sh metrics                 print one scrape of hacd's /metrics (Prometheus
 #                                         text format, fetched inside hac-conc)
+#   deploy/lab.sh ctl ARGS...             hacctl ARGS... against the lab's hacd (its
+#                                         management socket, from inside hac-conc)
 #
 # Environment:
 #   HACD=PATH            hacd binary (default $CARGO_TARGET_DIR/release/hacd, else
 #                        target/release/hacd; relative paths are taken from the repo)
+#   HACCTL=PATH          hacctl binary (default $CARGO_TARGET_DIR/release/hacctl, else
+#                        …/debug/hacctl, else target/…)
 #   LINKEMU=PATH         link emulator (default $CARGO_TARGET_DIR/release/hac-linkemu,
 #                        else target/release/hac-linkemu; built with cargo when missing)
 #   LAB_SCHEDULER=POLICY hacd's downstream scheduler: aggregate | overflow | failover.
@@ -79,6 +83,7 @@ abspath() { # relative paths are taken from the repository root
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 HACD=$(abspath "${HACD:-$TARGET_DIR/release/hacd}")
 LINKEMU=$(abspath "${LINKEMU:-$TARGET_DIR/release/hac-linkemu}")
+HACCTL=${HACCTL:-}
 
 log() { printf 'lab.sh: %s\n' "$*" >&2; }
 die() {
@@ -221,7 +226,7 @@ render_config() { # render_config [OUT [MULTIPATH]] — deploy/lab.toml -> OUT
     # (default $RUN/hacd.toml); LAB_WORKERS=N: N worker lcores; MULTIPATH (default
     # $MP_RENDER) 1 keeps the [multipath] block, 0 drops it.
     local out=${1:-$RUN/hacd.toml} mp=${2:-${MP_RENDER:-0}}
-    local workers=${LAB_WORKERS:-1} lcores=1 i mp_sed
+    local workers=${LAB_WORKERS:-1} lcores=1 i mp_sed mgmt_sed
     [[ $workers =~ ^[1-8]$ ]] || die "LAB_WORKERS must be 1..8"
     for ((i = 2; i <= workers; i++)); do lcores+=", $i"; done
     if [[ $mp == 1 ]]; then
@@ -229,10 +234,28 @@ render_config() { # render_config [OUT [MULTIPATH]] — deploy/lab.toml -> OUT
     else
         mp_sed="/@MULTIPATH_BEGIN@/,/@MULTIPATH_END@/d"
     fi
+    if [[ ${MGMT_RENDER:-1} == 1 ]]; then
+        mgmt_sed="/@MANAGEMENT_\(BEGIN\|END\)@/d"
+    else
+        mgmt_sed="/@MANAGEMENT_BEGIN@/,/@MANAGEMENT_END@/d"
+    fi
     sed -e "s/@FILE_PREFIX@/$P-lab/g" -e "s/^lcores = \[1\]/lcores = [$lcores]/" \
         -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
         -e "s/@REPAIR_CACHE@/$MP_REPAIR_CACHE/" -e "s|@METRICS@|$METRICS_LISTEN|" \
-        -e "s|@RUN@|$RUN|" "$ROOT/deploy/lab.toml" >"$out"
+        -e "$mgmt_sed" -e "s|@RUN@|$RUN|g" "$ROOT/deploy/lab.toml" >"$out"
+}
+
+# The [management] section: on when this hacd accepts it (`hacd --check`). Sets
+# MGMT_RENDER before the [multipath] probe (which renders with it).
+MGMT_RENDER=1
+decide_management() {
+    local mp_saved=${MP_RENDER:-0}
+    MGMT_RENDER=1
+    if ! hacd_accepts 0; then
+        MGMT_RENDER=0
+        log "warning: hacd does not accept [management]; running without the API (lab.sh ctl will not work)"
+    fi
+    MP_RENDER=$mp_saved
 }
 
 # The [multipath] section: what LAB_SCHEDULER / LAB_MULTIPATH ask for, checked against
@@ -446,7 +469,10 @@ cmd_up() {
     if [[ $m == hacd && ! -x $HACD ]]; then
         start_hacd || die "hacd not built yet"
     fi
-    [[ $m != hacd ]] || decide_multipath
+    if [[ $m == hacd ]]; then
+        decide_management
+        decide_multipath
+    fi
     ensure_linkemu
     rm -rf "$RUN"
     mkdir -p "$RUN"
@@ -683,6 +709,24 @@ PY
     return $rc
 }
 
+cmd_ctl() { # ctl ARGS... — hacctl ARGS... against the lab's hacd
+    local bin=$HACCTL c
+    if [[ -z $bin ]]; then
+        for c in "$TARGET_DIR/release/hacctl" "$TARGET_DIR/debug/hacctl"; do
+            c=$(abspath "$c")
+            if [[ -x $c ]]; then
+                bin=$c
+                break
+            fi
+        done
+    fi
+    [[ -n $bin && -x $(abspath "$bin") ]] ||
+        die "hacctl not built yet (cargo build --release -p hacctl, or set HACCTL=...)"
+    [[ -S $RUN/hacd.sock ]] ||
+        die "no management socket $RUN/hacd.sock (is the lab up, with an hacd that accepts [management]?)"
+    nsx "$NS_CONC" "$(abspath "$bin")" --socket "$RUN/hacd.sock" "$@"
+}
+
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 }
@@ -698,6 +742,7 @@ main() {
         link) cmd_link "$@" ;;
         demo) cmd_demo "$@" ;;
         metrics) cmd_metrics "$@" ;;
+        ctl) cmd_ctl "$@" ;;
         -h | --help | help) usage ;;
         *)
             usage >&2

@@ -222,6 +222,9 @@ pub(crate) struct Conn<P> {
     pub mptcp: bool,
     /// The client leg fell back to TCP after starting as MPTCP (RFC 8684 §3.7).
     pub fallback: bool,
+    /// Downstream placement on a bonded connection: the subscriber's scheduler
+    /// when its policy names one, else the converter-wide default (policy.rs).
+    pub scheduler: crate::config::Scheduler,
 
     // ---- client leg (initial subflow) ----
     /// The initial subflow (joined subflows live in `mp`).

@@ -140,6 +140,10 @@ pub struct Engine<P> {
     /// Timers fired by the last `handle_timeout`, kept to reuse its allocation.
     fired: Vec<crate::timer::Fired>,
     pub(crate) counters: Counters,
+    /// Authorization and limits for new connections (`policy.rs`), shared
+    /// read-only by every shard and replaced whole by `Engine::set_policy`.
+    pub(crate) policy: std::sync::Arc<crate::policy::Policy>,
+    pub(crate) policy_state: crate::policy::PolicyState,
 }
 
 /// Packs a connection id and a subflow index for the join table.
@@ -212,6 +216,8 @@ impl<P: PacketBuf> Engine<P> {
             txq: VecDeque::new(),
             fired: Vec::new(),
             counters: Counters::default(),
+            policy: std::sync::Arc::default(),
+            policy_state: crate::policy::PolicyState::default(),
         })
     }
 
@@ -635,6 +641,7 @@ impl<P: PacketBuf> Engine<P> {
         if matches!(c.state, State::SynSent | State::SynAckSent) {
             self.pending_done(c.leg.client.ip());
         }
+        self.policy_state.release(id, now);
         self.free.push(id);
     }
 

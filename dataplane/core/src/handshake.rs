@@ -224,6 +224,11 @@ impl<P: PacketBuf> Engine<P> {
         if let Some(code) = self.destination_policy(server.ip()) {
             return self.refuse(now, conn, Refusal::Error(code, 0), pkt, seg);
         }
+        // The operator's policy: who, where to, how much (policy.rs).
+        let admission = match self.admit(now, seg.src, server.ip()) {
+            Ok(a) => a,
+            Err(code) => return self.refuse(now, conn, Refusal::Error(code, 0), pkt, seg),
+        };
         let app_len = payload.len() - app_off;
         if app_len > self.cfg.max_syn_app_data {
             return self.refuse(
@@ -235,7 +240,7 @@ impl<P: PacketBuf> Engine<P> {
             );
         }
         // Paired pooling (RFC 6888 REQ-2), ports from this shard's blocks.
-        let pool = match self.pool.allocate(seg.src, server.is_ipv6(), now) {
+        let pool = match self.pool.allocate(admission.pairing, server.is_ipv6(), now) {
             Ok((a, p)) => Sock::new(a, p),
             // RFC 8803 §6.2.8: 64 Resource Exceeded; existing bindings are never
             // evicted (RFC 6888 REQ-11).
@@ -260,6 +265,7 @@ impl<P: PacketBuf> Engine<P> {
         };
         conn.server = Sock::from(server);
         conn.pool = pool;
+        conn.scheduler = admission.scheduler.unwrap_or(self.cfg.scheduler);
         conn.app_len = app_len as u32;
         {
             let hs = conn.hs_mut(now);
@@ -280,6 +286,9 @@ impl<P: PacketBuf> Engine<P> {
             return Action::Drop(DropReason::TableFull);
         };
         *self.pending_per_client.entry(seg.src).or_insert(0) += 1;
+        if let Some(key) = admission.charge {
+            self.policy_state.charge(id, key);
+        }
         self.counters.convert_requests += 1;
         self.queue(id, Tx::ServerSyn);
         Action::Consumed
@@ -301,6 +310,7 @@ impl<P: PacketBuf> Engine<P> {
             state: State::SynSent,
             mptcp,
             fallback: false,
+            scheduler: self.cfg.scheduler,
             leg: Leg::from_syn(seg, e_isn, false, 0),
             c_offered_ts: o.timestamps.is_some(),
             c_offered_ws: o.window_scale.is_some(),

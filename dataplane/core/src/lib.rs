@@ -6,6 +6,7 @@
 //! come out (quinn-proto style). Work in progress — see `docs/plan.md`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 mod conn;
 pub mod drop;
@@ -15,6 +16,7 @@ mod handshake;
 mod icmp;
 mod multipath;
 pub mod packet;
+pub mod policy;
 pub mod pool;
 mod segment;
 mod table;
@@ -23,10 +25,12 @@ pub mod timer;
 mod translate;
 mod transmit;
 
+pub use admin::{SessionFilter, SessionId, SessionInfo};
 pub use config::{EngineConfig, Scheduler};
 pub use conn::State;
 pub use drop::{CONVERT_ERROR_CODES, Counters, DropReason, FailReason, convert_error_slot};
 pub use engine::{Action, Engine, JoinEvent, Port, Transmit, owner_of};
 pub use multipath::SubflowInfo;
 pub use packet::{PacketBuf, VecPacket};
+pub use policy::{Mode, Policy, PolicySpec};
 pub use time::Instant;

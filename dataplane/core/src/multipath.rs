@@ -824,8 +824,8 @@ impl<P: PacketBuf> Engine<P> {
     /// Makes a connection bonded: the initial subflow leaves the identity
     /// arithmetic; everything placed from now on is counted per subflow.
     pub(crate) fn bond(&mut self, id: u32, now: Instant) {
-        let primary_cfg = !self.cfg.primary_access.is_empty();
         let Some(c) = self.conn(id) else { return };
+        let primary_cfg = !self.primary_access_of(c.leg.client.ip).is_empty();
         if c.mp.is_some() {
             return;
         }
@@ -849,7 +849,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     fn is_primary(&self, ip: core::net::IpAddr) -> bool {
-        self.cfg.primary_access.iter().any(|p| p.contains(ip))
+        self.primary_access_of(ip).iter().any(|p| p.contains(ip))
     }
 
     pub(crate) fn is_service(&self, ip: core::net::IpAddr, port: u16) -> bool {
@@ -871,7 +871,7 @@ impl<P: PacketBuf> Engine<P> {
                 .min_by_key(|(_, p)| p.predicted_us(len))
                 .map(|(i, _)| i)
         };
-        let pick = match self.cfg.scheduler {
+        let pick = match c.scheduler {
             // Fill every non-backup subflow up to its estimated rate, the one that
             // delivers first preferred (R1); a subflow whose queue grows beyond a
             // small target is saturated and the next one takes the excess. When
@@ -980,7 +980,7 @@ impl<P: PacketBuf> Engine<P> {
         let Some(k) = self.schedule(c, u64::from(payload_len), None) else {
             return Action::Drop(DropReason::ClientGone);
         };
-        self.counters.placements[self.cfg.scheduler as usize] += 1;
+        self.counters.placements[c.scheduler as usize] += 1;
         let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin);
         if let Action::Forward(_) = action {
             self.record(now, id, k, v, payload_len, fin, pkt);
@@ -1511,7 +1511,7 @@ impl<P: PacketBuf> Engine<P> {
     fn placement_room(&self, c: &Conn<P>) -> i64 {
         let Some(m) = c.mp.as_ref() else { return 0 };
         let free = |p: &Path<P>| p.budget() as i64 - p.inflight_bytes as i64;
-        if self.cfg.scheduler == Scheduler::Failover {
+        if c.scheduler == Scheduler::Failover {
             return self
                 .schedule(c, 0, None)
                 .and_then(|k| m.paths.get(k))

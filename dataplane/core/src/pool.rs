@@ -570,6 +570,26 @@ impl PoolShard {
     }
 }
 
+impl PoolShard {
+    /// Takes a new pool configuration for the allocations to come (the management
+    /// plane's change, `admin.rs`): the per-address state is kept, so ports held by
+    /// live connections and ports in hold-down are never handed out twice. The port
+    /// range and block size decide which shard owns return traffic, so they cannot
+    /// change under live connections: a configuration that changes them is refused
+    /// (false, nothing changed).
+    #[must_use]
+    pub fn reconfigure(&mut self, cfg: PoolConfig) -> bool {
+        if cfg.port_lo != self.cfg.port_lo
+            || cfg.port_hi != self.cfg.port_hi
+            || cfg.block_size != self.cfg.block_size
+        {
+            return false;
+        }
+        self.cfg = cfg;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,7 @@ struct RawConfig {
     multipath: RawMultipath,
     metrics: Option<RawMetrics>,
     allocation_log: Option<RawAllocationLog>,
+    management: Option<RawManagement>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +100,14 @@ struct RawAllocationLog {
     #[serde(default)]
     syslog: bool,
     syslog_socket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManagement {
+    socket: Option<String>,
+    listen: Option<String>,
+    state_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,7 +271,33 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Where port-block allocations are logged (None: not logged).
     pub allocation_log: Option<AllocationLog>,
+    /// The management API (`[management]`; None: off).
+    pub management: Option<Management>,
 }
+
+/// `[management]`: where hacd serves the `hac.v1` API and keeps its running
+/// configuration (docs/management.md).
+///
+/// ```toml
+/// [management]
+/// socket = "/run/hacd/hacd.sock"         # default
+/// listen = "127.0.0.1:50051"             # optional TCP listener
+/// state_file = "/var/lib/hacd/state.json" # default
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Management {
+    /// Unix socket path.
+    pub socket: std::path::PathBuf,
+    /// Optional TCP listen address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The running configuration's state file.
+    pub state_file: std::path::PathBuf,
+}
+
+/// Default unix socket of the management API.
+pub const DEFAULT_SOCKET: &str = "/run/hacd/hacd.sock";
+/// Default state file.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/hacd/state.json";
 
 fn parse_prefix(key: &str, s: &str) -> Result<Prefix, ConfigError> {
     let Some((a, l)) = s.split_once('/') else {
@@ -502,6 +537,30 @@ impl Config {
                 "only meaningful with `syslog = true`",
             );
         }
+        let management = match raw.management {
+            None => None,
+            Some(m) => {
+                let listen = match m.listen {
+                    None => None,
+                    Some(a) => Some(a.parse().or_else(|_| {
+                        err(
+                            "management.listen",
+                            format!("`{a}` is not ADDRESS:PORT (e.g. 127.0.0.1:50051)"),
+                        )
+                    })?),
+                };
+                let socket = m.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
+                let state_file = m.state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.into());
+                if socket.is_empty() || state_file.is_empty() {
+                    return err("management", "socket and state_file must not be empty");
+                }
+                Some(Management {
+                    socket: socket.into(),
+                    listen,
+                    state_file: state_file.into(),
+                })
+            }
+        };
         Ok(Config {
             eal_args: raw.eal.args,
             ports,
@@ -510,6 +569,7 @@ impl Config {
             engine,
             metrics_listen,
             allocation_log,
+            management,
         })
     }
 
@@ -605,6 +665,12 @@ lcores = [1]
         assert_eq!(Config::parse(&bad).unwrap_err().key, "converter.port");
         let bad = LAB.replace("[workers]", "[workerz]");
         assert!(Config::parse(&bad).unwrap_err().key.starts_with("line "));
+        let bad = format!("{LAB}\n[management]\nlisten = \"localhost\"\n");
+        assert_eq!(Config::parse(&bad).unwrap_err().key, "management.listen");
+        let ok = format!("{LAB}\n[management]\n");
+        let m = Config::parse(&ok).unwrap().management.unwrap();
+        assert_eq!(m.socket, std::path::Path::new(DEFAULT_SOCKET));
+        assert!(m.listen.is_none());
         let bad = LAB.replace(
             "prefixes = [\"203.0.113.0/28\", \"2001:db8:200::/120\"]",
             "prefixes = [\"203.0.113.0/x\"]",

@@ -101,6 +101,10 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
 
 /// Runs the appliance until `stop` is set.
 pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    // The running configuration (state file, else bootstrap) before anything starts.
+    let lcores = cfg.lcores.len();
+    let mut start = crate::mgmt::prepare(cfg, lcores)?;
+    let cfg = start.config.clone();
     let args = eal_args(&cfg);
     tracing::info!(?args, "starting EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("EAL init failed: {e}"))?;
@@ -201,11 +205,12 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             pool: pool.clone(),
             macs: macs.clone(),
         };
-        let (cfg, shared, inboxes, stop) = (
+        let (cfg, shared, inboxes, stop, control) = (
             Arc::clone(&cfg),
             Arc::clone(&shared),
             inboxes.clone(),
             Arc::clone(&stop),
+            Arc::clone(&start.control),
         );
         let stats = Arc::clone(&all_stats[w]);
         let busy = Arc::clone(&stats);
@@ -222,6 +227,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 )
                 .map_err(|e| e.to_string())?;
                 let mut worker = Worker::new(w as u16, nic, cfg, engine, shared, &inboxes, stats);
+                worker.attach_control(control);
                 let mut last_publish = now();
                 while !stop.load(Ordering::Relaxed) {
                     let t = now();
@@ -288,11 +294,16 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!("hacd forwarding");
+    // The management API: a thread of the main lcore, never a worker lcore.
+    let api = start.spawn_api(all_stats.clone(), Arc::clone(&stop))?;
     if let Err(e) = notify::notify("READY=1") {
         tracing::warn!("NOTIFY_SOCKET: {e}");
     }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(h) = api {
+        let _ = h.join();
     }
     tracing::info!("stopping");
     let _ = notify::notify("STOPPING=1");

@@ -5,8 +5,12 @@
 
 pub mod alloclog;
 pub mod config;
+pub mod control;
 pub mod dpdk;
 pub mod host;
 pub mod metrics;
+pub mod mgmt;
+pub mod nonic;
 pub mod notify;
 pub mod runtime;
+pub mod state;

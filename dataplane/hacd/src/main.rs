@@ -1,5 +1,7 @@
 //! `hacd --config FILE.toml`: the hybrid-access concentrator on DPDK.
 //! `hacd --check --config FILE.toml` validates the configuration and exits.
+//! `hacd --no-dataplane --config FILE.toml` runs the workers without DPDK (a NIC that
+//! receives nothing) and the management API: for tests of the API.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -21,15 +23,19 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut config: Option<PathBuf> = None;
     let mut check = false;
+    let mut no_dataplane = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" | "-c" => config = args.next().map(PathBuf::from),
             "--check" => check = true,
+            "--no-dataplane" => no_dataplane = true,
             "--help" | "-h" => {
-                println!("usage: hacd [--check] --config FILE.toml");
+                println!("usage: hacd [--check | --no-dataplane] --config FILE.toml");
                 return Ok(());
             }
-            other => bail!("unknown argument `{other}` (usage: hacd [--check] --config FILE.toml)"),
+            other => bail!(
+                "unknown argument `{other}` (usage: hacd [--check | --no-dataplane] --config FILE.toml)"
+            ),
         }
     }
     let path = config.context("--config FILE.toml is required")?;
@@ -48,6 +54,9 @@ fn main() -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
+    }
+    if no_dataplane {
+        return hac_hacd::nonic::run(cfg, stop);
     }
     hac_hacd::dpdk::run(cfg, stop)
 }

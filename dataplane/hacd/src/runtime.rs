@@ -110,6 +110,10 @@ pub struct Worker<N: Nic> {
     pending: Vec<(usize, IpAddr, bool, N::Buf, Instant)>,
     /// When the static routes' next hops were last solicited.
     last_gateway_probe: Option<Instant>,
+    /// The management plane's configuration swaps and queries (control.rs).
+    control: Option<Arc<crate::control::Control>>,
+    /// The configuration generation this worker runs.
+    generation: u64,
 }
 
 /// Packets held while their next hop is being resolved (all next hops together).
@@ -153,7 +157,51 @@ impl<N: Nic> Worker<N> {
             scratch: vec![0; 2048],
             pending: Vec::new(),
             last_gateway_probe: None,
+            control: None,
+            generation: 0,
             cfg,
+        }
+    }
+
+    /// Connects the worker to the management plane: from the next round on it takes
+    /// published configurations and answers queries between bursts.
+    pub fn attach_control(&mut self, control: Arc<crate::control::Control>) {
+        // Generation 0 is never published: the first round takes the current one.
+        self.generation = 0;
+        self.control = Some(control);
+    }
+
+    /// The configuration generation this worker runs.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The NIC (tests feed it).
+    pub fn nic_mut(&mut self) -> &mut N {
+        &mut self.nic
+    }
+
+    /// Between bursts: a newer configuration (one atomic load when there is none),
+    /// then a few queued management requests.
+    fn serve_control(&mut self, now: Instant) {
+        let Some(ctl) = self.control.as_deref() else {
+            return;
+        };
+        if let Some(p) = ctl.newer_than(self.generation) {
+            crate::control::apply(&mut self.engine, &p);
+            self.cfg = Arc::clone(&p.host);
+            self.generation = p.generation;
+        }
+        let w = usize::from(self.id);
+        let mut answered = false;
+        for _ in 0..crate::control::QUERIES_PER_ROUND {
+            let Some(q) = ctl.next_query(w) else { break };
+            crate::control::answer(&mut self.engine, self.generation, q, now);
+            answered = true;
+        }
+        if answered {
+            // RSTs of an aborted session go out in this round.
+            self.drain_engine(now);
         }
     }
 
@@ -173,6 +221,9 @@ impl<N: Nic> Worker<N> {
     /// output, then the batched transmissions.
     /// Returns the number of frames received (from the NIC and the handoff inbox).
     pub fn poll(&mut self, now: Instant) -> usize {
+        if self.control.is_some() {
+            self.serve_control(now);
+        }
         let shards = self.peers.len() as u16;
         let mut work = 0;
         for port in 0..self.cfg.ports.len() {
