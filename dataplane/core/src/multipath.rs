@@ -138,8 +138,11 @@ pub(crate) struct Sent<P> {
     /// The subflow was not full when it was sent: a low rate sample from it says
     /// nothing about the link (BBR's application-limited samples).
     pub app_limited: bool,
-    /// The cached packet (None: not cached). The payload is its last `len` bytes.
+    /// The cached packet (None: not cached). The payload is the `len` bytes that
+    /// end `tail_skip` bytes before its end (0 but for a segment cached from a
+    /// larger server retransmission that covers it).
     pub pkt: Option<P>,
+    pub tail_skip: u16,
 }
 
 /// One subflow of a bonded connection.
@@ -966,7 +969,7 @@ impl<P: PacketBuf> Engine<P> {
             } else {
                 return Action::Consumed;
             };
-            let a = self.mp_emit_in_place(now, id, k, seg, pkt, None, false);
+            let a = self.mp_emit_in_place(now, id, k, seg, pkt, None, false, None);
             self.ack_other_paths(id, k);
             return a;
         }
@@ -977,16 +980,124 @@ impl<P: PacketBuf> Engine<P> {
             self.queue(id, Tx::ServerPureAck);
             return Action::Drop(DropReason::Duplicate);
         }
+        // The server's retransmission of a segment lost on a subflow and not in
+        // the repair cache (cache off or full): it fills that hole at its original
+        // subflow sequence and mapping (RFC 8684 §3.3.6), and is cached now.
+        if payload_len > 0
+            && !fin
+            && let Some((k, seq)) = m.paths.iter().enumerate().find_map(|(k, p)| {
+                (p.state == PathState::Active)
+                    .then(|| {
+                        p.inflight
+                            .iter()
+                            .find(|f| {
+                                f.v == v
+                                    && u32::from(f.len) == payload_len
+                                    && f.pkt.is_none()
+                                    && !f.sacked
+                                    && !f.fin
+                            })
+                            .map(|f| (k, f.seq))
+                    })
+                    .flatten()
+            })
+        {
+            let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), false, Some(seq));
+            if let Action::Forward(_) = action {
+                self.refill(now, id, k, seq, pkt);
+            }
+            return action;
+        }
         let Some(k) = self.schedule(c, u64::from(payload_len), None) else {
             return Action::Drop(DropReason::ClientGone);
         };
         self.counters.placements[c.scheduler as usize] += 1;
-        let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin);
+        let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin, None);
         if let Action::Forward(_) = action {
             self.record(now, id, k, v, payload_len, fin, pkt);
+            if payload_len > 0 {
+                self.cache_from_retransmission(id, v, v + u64::from(payload_len), pkt);
+            }
         }
         self.ack_other_paths(id, k);
         action
+    }
+
+    /// A server retransmission (placed as new data) that covers segments lost on
+    /// other subflows and missing from the cache: it is kept for them (one more
+    /// reference, no copy), and each is repaired from it at its original subflow
+    /// sequence and mapping — else the subflow's hole would have to be filled with
+    /// bytes that differ from the data (the client discards them, but a receiver
+    /// comparing copies would not).
+    fn cache_from_retransmission(&mut self, id: u32, v: u64, end: u64, pkt: &P) {
+        // Also with the repair cache off: this is how the server's retransmission
+        // is placed into a hole (one reference per hole, within the shard limit).
+        let cache_ok = self.cache_segments < self.cfg.cache_limit_segments;
+        let Some(c) = self.conn_mut(id) else { return };
+        let Some(m) = c.mp.as_mut() else { return };
+        let mut added = (0usize, 0usize);
+        let mut repairs: [Option<(u8, u32)>; 4] = [None; 4];
+        let mut n = 0;
+        for (k, p) in m.paths.iter_mut().enumerate() {
+            if p.state != PathState::Active {
+                continue;
+            }
+            for f in p.inflight.iter_mut() {
+                let f_end = f.v + u64::from(f.len);
+                if n == repairs.len() || !cache_ok {
+                    break;
+                }
+                // Declared lost before (a repair was due and found no cache).
+                if f.retx > 0 && f.pkt.is_none() && !f.sacked && !f.fin && f.v >= v && f_end <= end
+                {
+                    f.pkt = Some(pkt.share());
+                    f.tail_skip = (end - f_end) as u16;
+                    added.0 += 1;
+                    added.1 += usize::from(f.len);
+                    repairs[n] = Some((k as u8, f.seq.0));
+                    n += 1;
+                }
+            }
+        }
+        m.cached += added.1;
+        m.cached_peak = m.cached_peak.max(m.cached);
+        self.cache_segments += added.0;
+        self.cache_bytes += added.1;
+        for (k, s) in repairs.iter().flatten() {
+            self.queue(id, Tx::Repair(*k, *s));
+        }
+    }
+
+    /// A server retransmission sent into the hole of the uncached segment at `seq`
+    /// on path `k`: the segment is in the network again, and cached if allowed.
+    fn refill(&mut self, now: Instant, id: u32, k: usize, seq: SeqNum, pkt: &P) {
+        let cache_ok = self.cfg.repair_cache && self.cache_segments < self.cfg.cache_limit_segments;
+        let limit = self.cfg.cache_limit_bytes;
+        let Some(c) = self.conn_mut(id) else { return };
+        let Some(m) = c.mp.as_mut() else { return };
+        let room = m.cached;
+        let p = &mut m.paths[k];
+        let Some(f) = p.inflight.iter_mut().find(|f| f.seq == seq) else {
+            return;
+        };
+        let len = usize::from(f.len);
+        f.retx = f.retx.saturating_add(1);
+        f.sent_at = now;
+        if !f.in_pipe {
+            f.in_pipe = true;
+            p.inflight_bytes += len as u64;
+        }
+        p.bytes_repaired += len as u64;
+        let cache = cache_ok && room + len <= limit;
+        if cache {
+            f.pkt = Some(pkt.share());
+            m.cached += len;
+            m.cached_peak = m.cached_peak.max(m.cached);
+            self.cache_segments += 1;
+            self.cache_bytes += len;
+        }
+        self.counters.repairs += 1;
+        self.arm_tick(id, now);
     }
 
     /// Records a segment placed on path `k` (and caches it when allowed).
@@ -1014,6 +1125,7 @@ impl<P: PacketBuf> Engine<P> {
             sacked: false,
             reinjected: false,
             in_pipe: true,
+            tail_skip: 0,
             v,
             sent_at: now,
             delivered: p.delivered,
@@ -1049,12 +1161,15 @@ impl<P: PacketBuf> Engine<P> {
         pkt: &mut P,
         v: Option<u64>,
         fin: bool,
+        at: Option<SeqNum>,
     ) -> Action {
         let payload_len = seg.payload_len() as u32;
         let psum = self.payload_sum(seg, pkt);
         let c = self.conn(id).expect("present");
         let leg = *c.legk(k);
-        let seq = leg.e_snd_nxt;
+        // New data goes at the subflow's next sequence; a hole being filled, at
+        // its original place (`at`).
+        let seq = at.unwrap_or(leg.e_snd_nxt);
         let ack = c.subflow_ack(k);
         let mut opt_buf = [0u8; 40];
         let map = v.map(|v| {
@@ -1084,7 +1199,9 @@ impl<P: PacketBuf> Engine<P> {
             m.dack_sent = dack;
         }
         let l = c.legk_mut(k);
-        l.e_snd_nxt = seq + payload_len;
+        if at.is_none() {
+            l.e_snd_nxt = seq + payload_len;
+        }
         if ack.diff(l.c_ack_sent) > 0 {
             l.c_ack_sent = ack;
         }
@@ -1589,7 +1706,7 @@ impl<P: PacketBuf> Engine<P> {
         let p = m.paths.get(k)?;
         let i = p.inflight.iter().position(|f| f.seq.0 == seq)?;
         let f = &p.inflight[i];
-        let (v, len, fin) = (f.v, u32::from(f.len), f.fin);
+        let (v, len, fin, skip) = (f.v, u32::from(f.len), f.fin, usize::from(f.tail_skip));
         let data_len = len + u32::from(fin);
         let acked = c.c_data_ack.diff(c.e_dsn(v + u64::from(data_len))) >= 0;
         let (to, at) = if reinject {
@@ -1611,7 +1728,8 @@ impl<P: PacketBuf> Engine<P> {
         let payload: &[u8] = match (&f.pkt, acked) {
             (Some(pkt), _) => {
                 let d = pkt.data();
-                d.get(d.len().checked_sub(len as usize)?..)?
+                let end = d.len().checked_sub(skip)?;
+                d.get(end.checked_sub(len as usize)?..end)?
             }
             // Not cached but the client has the data (another subflow delivered
             // it): any bytes fill the subflow's hole under the original mapping
@@ -1678,6 +1796,7 @@ impl<P: PacketBuf> Engine<P> {
                 sacked: false,
                 reinjected: false,
                 in_pipe: true,
+                tail_skip: 0,
                 v,
                 sent_at: now,
                 delivered: q.delivered,
