@@ -105,6 +105,9 @@ pub(crate) enum Tx {
     PathFin(u8),
     /// RST + MP_FASTCLOSE on a joined subflow.
     PathRst(u8),
+    /// A pure ACK on subflow k echoing the client's ADD_ADDR (RFC 8684 §3.4.1:
+    /// without the echo the client retransmits the announcement).
+    AddAddrEcho(u8, u8, core::net::IpAddr, Option<u16>),
 }
 
 /// One shard of the translation engine, generic over the packet buffer.

@@ -92,6 +92,7 @@ impl<P: PacketBuf> Engine<P> {
         let payload_len = seg.payload_len() as u32;
         let mut prio: Option<bool> = None;
         let mut removed: [Option<u8>; 8] = [None; 8];
+        let mut add_addr: Option<(u8, core::net::IpAddr, Option<u16>)> = None;
         // ---- MPTCP options (RFC 8684 §3.3) ----
         let mut dss: Option<DssRepr> = None;
         let mut implicit: Option<(u16, Option<u16>)> = None;
@@ -108,6 +109,12 @@ impl<P: PacketBuf> Engine<P> {
                         }
                     }
                     Ok(MptcpOption::MpPrio(p)) => prio = Some(p.backup),
+                    // RFC 8684 §3.4.1: an announcement (not an echo) is echoed.
+                    // Joins to the announced address are the client's to open; we
+                    // open no subflows ourselves.
+                    Ok(MptcpOption::AddAddr(a)) if !a.is_echo() => {
+                        add_addr = Some((a.addr_id, a.addr, a.port));
+                    }
                     Ok(MptcpOption::RemoveAddr(r)) => {
                         for (slot, id) in removed.iter_mut().zip(r.addr_ids.iter()) {
                             *slot = Some(*id);
@@ -319,6 +326,9 @@ impl<P: PacketBuf> Engine<P> {
                     Tx::PathAck(k as u8)
                 },
             );
+        }
+        if let Some((addr_id, addr, port)) = add_addr {
+            self.queue(id, Tx::AddAddrEcho(k as u8, addr_id, addr, port));
         }
         if closed {
             self.finish(id, now);

@@ -2,7 +2,8 @@
 
 use hac_wire::checksum::Checksum;
 use hac_wire::mptcp::{
-    DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr, MpFastcloseRepr,
+    AddAddrRepr, DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr,
+    MpFastcloseRepr,
 };
 use hac_wire::seq::SeqNum;
 use hac_wire::tcp::Flags;
@@ -47,7 +48,11 @@ impl<P: PacketBuf> Engine<P> {
             _ => {}
         }
         let kk = match tx {
-            Tx::JoinSynAck(k) | Tx::PathAck(k) | Tx::PathFin(k) | Tx::PathRst(k) => usize::from(k),
+            Tx::JoinSynAck(k)
+            | Tx::PathAck(k)
+            | Tx::PathFin(k)
+            | Tx::PathRst(k)
+            | Tx::AddAddrEcho(k, ..) => usize::from(k),
             _ => 0,
         };
         let c = self.conn(id)?;
@@ -222,6 +227,45 @@ impl<P: PacketBuf> Engine<P> {
                     Flags::ACK | Flags::PSH,
                     rescale(c.s_win, c.leg.e_ws),
                     c.reply(),
+                );
+            }
+            Tx::AddAddrEcho(_, addr_id, addr, port_no) => {
+                // A pure ACK with the echo (E = 1, no HMAC) and the timestamps;
+                // no DSS, which may not fit beside an IPv6 echo (Linux sends its
+                // own echoes the same way).
+                let leg = c.legk(kk);
+                if leg.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: leg.c_ts_recent,
+                    });
+                }
+                let mut o = [0u8; 30];
+                if let Ok(n) = (AddAddrRepr {
+                    addr_id,
+                    addr,
+                    port: port_no,
+                    hmac: None,
+                })
+                .emit(&mut o)
+                {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
+                let seq0 = if c.bonded() {
+                    leg.e_snd_nxt
+                } else {
+                    c.leg.e_snd_nxt
+                };
+                (seq, ack, flags, window, payload) = (
+                    seq0,
+                    c.subflow_ack(kk),
+                    Flags::ACK,
+                    rescale(c.s_win, leg.e_ws),
+                    &[],
                 );
             }
             Tx::ClientAck | Tx::ClientFin | Tx::PathAck(_) | Tx::PathFin(_) => {

@@ -501,3 +501,63 @@ fn stop_hacd_counters(lab: &Lab) -> Option<Vec<(String, u64)>> {
         .collect();
     (!fields.is_empty()).then_some(fields)
 }
+
+/// RFC 8684 §3.4.1: an ADD_ADDR from the client is echoed. The client's LTE
+/// addresses become `signal` endpoints (announced, no subflow of its own), so a
+/// Linux client sends ADD_ADDR on each connection and counts our echoes
+/// (`EchoAdd`); without them it retransmits the announcement. IPv4 and IPv6.
+#[test]
+fn multipath_lab_add_addr_is_echoed() {
+    if skip_unless_root("multipath_lab_add_addr_is_echoed") {
+        return;
+    }
+    let _lock = lab_lock();
+    let lab = Lab::up("c", &[]);
+    let client_ns = lab.ns("client");
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["-n", &client_ns, "mptcp"])
+            .args(args)
+            .output()
+            .expect("ip mptcp");
+        assert!(
+            out.status.success(),
+            "ip mptcp {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["endpoint", "flush"]);
+    ip(&["endpoint", "add", "198.18.2.2", "dev", "lte0", "signal"]);
+    ip(&["endpoint", "add", "2001:db8:2::2", "dev", "lte0", "signal"]);
+    let peers = peers(&lab, "mpc");
+    let echo = || lab.counter("client", "netstat", "MPTcpExt:", "EchoAdd");
+    let sent = || lab.counter("client", "netstat", "MPTcpExt:", "AddAddrTx");
+    for dest in [
+        v4_dest(),
+        SocketAddr::new(SERVER_V6.parse().unwrap(), SERVER_PORT),
+    ] {
+        let (echo0, sent0) = (echo(), sent());
+        let size = 2 * MB;
+        let spec = ClientSpec::convert(dest)
+            .request_in_syn(true)
+            .late_shutdown(true)
+            .down(size)
+            .timeout(Duration::from_secs(60));
+        let res = peers.run_client(&spec).expect("client");
+        check_download(&peers, &res, size);
+        // The echo may trail the transfer by a round trip.
+        let echoed = wait_for(Duration::from_secs(5), || echo() > echo0);
+        let (e, s) = (echo() - echo0, sent() - sent0);
+        eprintln!("{dest}: ADD_ADDR sent {s}, echoes received {e}");
+        assert!(s >= 1, "the client announced nothing to {dest}: no test");
+        assert!(echoed, "no ADD_ADDR echo reached the client ({dest})");
+        let echoed_all = wait_for(Duration::from_secs(5), || echo() - echo0 >= sent() - sent0);
+        assert!(
+            echoed_all,
+            "{} announcements to {dest}, {} echoes",
+            sent() - sent0,
+            echo() - echo0
+        );
+    }
+}
