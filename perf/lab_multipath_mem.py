@@ -120,31 +120,37 @@ def skmem(tok):
 
 
 def sockets(lab):
-    """The conc namespace's TCP and MPTCP sockets: counts by role and buffer bytes."""
-    res = {"msk": 0, "sub_dsl": 0, "sub_lte": 0, "sub_other": 0, "to_server": 0, "listen": 0,
-           "buf": 0, "n": 0}
+    """The conc namespace's MPTCP and TCP sockets, by role, and their buffer bytes.
+
+    `mptcpize run socat` makes both of socat's sockets MPTCP: the one accepted from
+    the client (its subflows: the initial one over DSL and the join over LTE) and
+    the one toward the plain TCP server (fallen back to TCP: one subflow)."""
+    res = {"msk_client": 0, "msk_server": 0, "msk_listen": 0, "sub_dsl": 0, "sub_lte": 0,
+           "sub_other": 0, "to_server": 0, "tcp_listen": 0, "buf": 0, "n": 0}
     for proto, flag in (("mptcp", "-M"), ("tcp", "-t")):
         txt = netns_exec(lab, "conc", "ss", flag, "-a", "-n", "-m", "-H", "-O")
         for line in txt.splitlines():
             p = line.split()
             if len(p) < 5:
                 continue
-            state, local, peer = p[0], p[3], p[4]
+            state, peer = p[0], p[4]
             sk = next((skmem(t) for t in p if t.startswith("skmem:(")), {})
             res["n"] += 1
             res["buf"] += sk.get("r", 0) + sk.get("w", 0) + sk.get("f", 0)
-            if state == "LISTEN":
-                res["listen"] += 1
-            elif proto == "mptcp":
-                res["msk"] += 1
-            elif peer.startswith("198.51.100.2:") or peer.startswith("[2001:db8:100::2]"):
-                res["to_server"] += 1
+            server = peer.startswith("198.51.100.2:") or peer.startswith("[2001:db8:100::2]")
+            if proto == "mptcp":
+                role = "msk_listen" if state == "LISTEN" else "msk_server" if server else "msk_client"
+            elif state == "LISTEN":
+                role = "tcp_listen"
+            elif server:
+                role = "to_server"
             elif peer.startswith("198.18.1.") or peer.startswith("[2001:db8:1::"):
-                res["sub_dsl"] += 1
+                role = "sub_dsl"
             elif peer.startswith("198.18.2.") or peer.startswith("[2001:db8:2::"):
-                res["sub_lte"] += 1
+                role = "sub_lte"
             else:
-                res["sub_other"] += 1
+                role = "sub_other"
+            res[role] += 1
     return res
 
 
@@ -202,22 +208,24 @@ def snapshot(lab, mode, slabs):
         per_proc_slab = KSTACK + sum(slabs.get(n, 0) for n in PROC_SLABS)
         proc_bytes = sum(p[0] + p[3] + per_proc_slab + p[4] * slabs.get("vm_area_struct", 0)
                          for p in procs)
-        tcp = sk["sub_dsl"] + sk["sub_lte"] + sk["sub_other"] + sk["to_server"] + sk["listen"]
-        # A socket with a file (the MPTCP socket, the TCP socket to the server, the
-        # listeners) also has an inode (sock_inode_cache), a struct file, a dentry.
-        with_file = sk["msk"] + sk["to_server"] + sk["listen"]
-        struct = (sk["msk"] * slabs.get("MPTCP", 0) + tcp * slabs.get("TCP", 0)
-                  + with_file * (slabs.get("sock_inode_cache", 0) + slabs.get("filp", 0)
-                                 + slabs.get("dentry", 0)))
+        tcp = (sk["sub_dsl"] + sk["sub_lte"] + sk["sub_other"] + sk["to_server"]
+               + sk["tcp_listen"])
+        msk = sk["msk_client"] + sk["msk_server"] + sk["msk_listen"]
+        # Each MPTCP socket has a file: an inode (sock_inode_cache), a struct file and a
+        # dentry; its TCP subflows are kernel sockets without one.
+        struct = (msk * (slabs.get("MPTCP", 0) + slabs.get("sock_inode_cache", 0)
+                         + slabs.get("filp", 0) + slabs.get("dentry", 0))
+                  + tcp * slabs.get("TCP", 0))
         return {
-            "conns": sk["msk"], "subflows_seen": sk["sub_dsl"] + sk["sub_lte"] + sk["sub_other"],
+            "conns": sk["msk_client"],
+            "subflows_seen": sk["sub_dsl"] + sk["sub_lte"] + sk["sub_other"],
             "joined": sk["sub_lte"],
             "proc_rss_kb": sum(p[1] for p in procs) // 1024,
             "proc_anon_kb": sum(p[2] for p in procs) // 1024,
             "proc_pss_kb": sum(p[0] for p in procs) // 1024,
             "proc_bytes": proc_bytes, "cache_segments": 0, "cache_bytes": 0,
             "buffer_bytes": sk["buf"], "socket_struct_bytes": struct, "sockets": sk["n"],
-            "msk": sk["msk"], "tcp": tcp, "procs": len(procs),
+            "msk": msk, "tcp": tcp, "procs": len(procs),
             "tcp_mem_pages": sockstat_tcp_mem(lab),
         }
     pid = int(open(os.path.join(lab.run_dir, "hacd.pid")).read().strip())
@@ -229,9 +237,10 @@ def snapshot(lab, mode, slabs):
     return {
         "conns": conns, "subflows_seen": subflows, "joined": subflows - conns,
         "proc_rss_kb": rss // 1024, "proc_anon_kb": anon // 1024, "proc_pss_kb": pss // 1024,
-        # The engine's state is heap (anonymous memory); the mempool is anonymous
-        # memory too but allocated and touched at start, so it cancels out.
-        "proc_bytes": anon, "cache_segments": segs,
+        # All of hacd's resident memory (the engine's state is heap: anonymous; the
+        # mempool, shared memory with --no-huge, is allocated and touched at start,
+        # so it cancels out; file pages: the binary's code as it runs).
+        "proc_bytes": rss, "cache_segments": segs,
         "cache_bytes": int(m.get("hac_repair_cache_bytes", 0)),
         "buffer_bytes": segs * MBUF_BYTES, "socket_struct_bytes": 0, "sockets": 0,
         "msk": 0, "tcp": 0, "procs": 1, "tcp_mem_pages": sockstat_tcp_mem(lab),
@@ -519,7 +528,7 @@ def report(csv_path, title=""):
         ("  of which joined (LTE subflow)", lambda m: "%.0f" % col(m, "joined")),
         ("  receiving at the last step (client)", lambda m: "%.0f" % col(m, "receiving")),
         ("  downloads byte-exact at the end", lambda m: "%.0f" % col(m, "exact")),
-        ("process memory, B/conn (hacd anon RSS; socat Pss+PTE+kernel task)",
+        ("process memory, B/conn (hacd RSS; socat Pss+PTE+kernel task)",
          lambda m: "%.0f" % col(m, "per_conn_proc")),
         ("kernel sockets + buffers / repair-cache mbufs, B/conn",
          lambda m: "%.0f" % col(m, "per_conn_kernel")),

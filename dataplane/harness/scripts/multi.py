@@ -321,6 +321,8 @@ class Client:
                 return
             c.eof = True
             self.query_subflows(c)
+            if c.bytes != self.a.down:
+                c.error = "short download: %d of %d bytes" % (c.bytes, self.a.down)
             try:
                 c.sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -329,14 +331,13 @@ class Client:
             return
         if c.phase == "convert":
             c.buf += d
-            while c.phase == "convert" and len(c.buf) >= c.need:
-                if c.need == 4:
-                    h = c.buf[:4]
-                    if h[0] != 1 or h[2:4] != b"\x22\x63" or h[1] == 0:
-                        self.finish(c, "bad Convert header %s" % h.hex())
-                        return
-                    c.need = h[1] * 4
-                    continue
+            if len(c.buf) >= 4 and c.need == 4:
+                h = c.buf[:4]
+                if h[0] != 1 or h[2:4] != b"\x22\x63" or h[1] == 0:
+                    self.finish(c, "bad Convert header %s" % h.hex())
+                    return
+                c.need = h[1] * 4  # the whole message, header included
+            if len(c.buf) >= max(4, c.need):
                 body = c.buf[4:c.need]
                 i = 0
                 while i + 2 <= len(body):
