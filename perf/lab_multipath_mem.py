@@ -33,7 +33,7 @@ byte against the server's record.
 
 Subcommands: run (the measurement; writes CSV rows, then the report), report CSV.
 
-Environment of `run`: RUNS (1), CONNS (1000), STAGES (2), RATE (6000 bytes/s per
+Environment of `run`: RUNS (1), CONNS (1000), STAGES (2), RATE (4000 bytes/s per
 connection), LIFE (60: s of download per connection; bytes = RATE × LIFE),
 OPEN_RATE (100 connections/s), SAMPLES (3), MODES ("aggregate kernel-proxy"),
 DSL ("40 10 0": Mbit/s, one-way ms, loss %), LTE ("20 40 0"), LAB_PREFIX (hacmm),
@@ -443,7 +443,7 @@ def cmd_run():
     runs = int(env.get("RUNS", "1"))
     conns = int(env.get("CONNS", "1000"))
     stages = int(env.get("STAGES", "2"))
-    rate = int(env.get("RATE", "6000"))
+    rate = int(env.get("RATE", "4000"))
     life = int(env.get("LIFE", "60"))
     open_rate = float(env.get("OPEN_RATE", "100"))
     samples = int(env.get("SAMPLES", "3"))
