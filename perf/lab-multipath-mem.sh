@@ -12,8 +12,9 @@
 # Usage (root): perf/lab-multipath-mem.sh [RUNS]      (default 1; medians over runs)
 #
 # Environment (defaults): CONNS=1000, STAGES=2 (measure at CONNS/2 and CONNS: the
-# marginal cost per connection), RATE=4000 (B/s per download: 1000 × 32 kbit/s, below the DSL rate), LIFE=60 (s per
-# download), OPEN_RATE=100 (connections/s), SAMPLES=3, MODES="aggregate kernel-proxy",
+# marginal cost per connection), RATE=4000 (B/s per download: 1000 × 32 kbit/s, below
+# the DSL rate), LIFE=60 (s per download), OPEN_RATE=100 (connections/s), SAMPLES=3,
+# MODES="aggregate kernel-proxy",
 # DSL="40 10 0", LTE="20 40 0" (Mbit/s, one-way ms, loss %), LAB_PREFIX=hacmm (its own
 # namespaces: never the `hac` lab), LAB_RUN=/run/<prefix>-lab,
 # CSV=docs/perf-multipath-mem.csv, RAW=/tmp/lab-multipath-mem-<prefix>.jsonl,

@@ -521,16 +521,17 @@ def report(csv_path, title=""):
     print("\nMemory per active bonded connection (%s); median over %d run(s), at the last step"
           % (title or csv_path, len({k[0] for k in last})))
     w = 26
-    print("%-48s" % "" + "".join("%-*s" % (w, "hacd " + m if m in lm.HACD_MODES else m)
+    lw = 60
+    print("%-*s" % (lw, "") + "".join("%-*s" % (w, "hacd " + m if m in lm.HACD_MODES else m)
                                  for m in modes))
     lines = [
         ("connections measured (MPTCP, concentrator side)", lambda m: "%.0f" % col(m, "conns")),
         ("  of which joined (LTE subflow)", lambda m: "%.0f" % col(m, "joined")),
         ("  receiving at the last step (client)", lambda m: "%.0f" % col(m, "receiving")),
         ("  downloads byte-exact at the end", lambda m: "%.0f" % col(m, "exact")),
-        ("process memory, B/conn (hacd RSS; socat Pss+PTE+kernel task)",
+        ("process memory, B/conn (hacd RSS; socat Pss+PTE+task)",
          lambda m: "%.0f" % col(m, "per_conn_proc")),
-        ("kernel sockets + buffers / repair-cache mbufs, B/conn",
+        ("sockets + buffers (kernel; hacd cached mbufs), B/conn",
          lambda m: "%.0f" % col(m, "per_conn_kernel")),
         ("  buffers (skmem r+w+f / cached mbufs), B/conn", lambda m: "%.0f" % per(m, "buffer_bytes")),
         ("  socket structures (slab), B/conn", lambda m: "%.0f" % per(m, "socket_struct_bytes")),
@@ -542,7 +543,7 @@ def report(csv_path, title=""):
         ("processes", lambda m: "%.0f" % col(m, "procs")),
     ]
     for label, fn in lines:
-        print("%-48s" % label[:48] + "".join("%-*s" % (w, fn(m)) for m in modes))
+        print("%-*s" % (lw, label[:lw - 1]) + "".join("%-*s" % (w, fn(m)) for m in modes))
     if "aggregate" in modes and "kernel-proxy" in modes:
         a, k = col("aggregate", "per_conn"), col("kernel-proxy", "per_conn")
         ks = col("kernel-proxy", "per_conn_kernel")
