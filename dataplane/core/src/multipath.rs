@@ -1946,3 +1946,28 @@ mod heapless_blocks {
         }
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// The engine's per-connection state for a bonded connection, as the memory
+    /// benchmark (perf/lab-multipath-mem.sh) accounts it. `Box<u8>` stands for
+    /// hacd's `Mbuf` (one non-null pointer); `--nocapture` prints the sizes.
+    #[test]
+    fn bonded_state_sizes() {
+        use core::mem::size_of;
+        type P = Box<u8>;
+        let conn = size_of::<Option<crate::conn::Conn<P>>>();
+        let multi = size_of::<super::Multi<P>>();
+        let path = size_of::<super::Path<P>>();
+        let sent = size_of::<super::Sent<P>>();
+        eprintln!(
+            "Option<Conn>: {conn} B, Multi: {multi} B, Path: {path} B, Sent: {sent} B; \
+             a bonded connection with two subflows: {} B + {sent} B per segment in flight",
+            conn + multi + 2 * path
+        );
+        assert!(
+            conn <= 360 && multi <= 160 && path <= 640 && sent <= 96,
+            "sizes grew"
+        );
+    }
+}

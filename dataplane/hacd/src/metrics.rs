@@ -70,6 +70,10 @@ pub struct EngineStats {
     pub connections: AtomicU64,
     /// Live subflows (gauge).
     pub subflows: AtomicU64,
+    /// Repair-cache segments held (packet buffers of the mempool, gauge).
+    pub cache_segments: AtomicU64,
+    /// Repair-cache payload bytes held (gauge).
+    pub cache_bytes: AtomicU64,
     /// Convert requests accepted (downstream SYN sent).
     pub created: AtomicU64,
     /// Connections established end to end.
@@ -111,6 +115,9 @@ impl EngineStats {
         let c = e.counters();
         set(&self.connections, e.connections() as u64);
         set(&self.subflows, e.subflow_count() as u64);
+        let (segments, bytes) = e.cache_usage();
+        set(&self.cache_segments, segments as u64);
+        set(&self.cache_bytes, bytes as u64);
         set(&self.created, c.convert_requests);
         set(&self.established, c.established);
         set(&self.fallbacks, c.fallbacks);
@@ -207,6 +214,18 @@ const FAMILIES: &[Family] = &[
     family(
         "hac_subflows",
         "Subflows held by a worker: each connection's initial subflow plus its joined ones.",
+        GAUGE,
+        &["worker"],
+    ),
+    family(
+        "hac_repair_cache_segments",
+        "Segments in flight held by a worker's repair cache (each one a packet buffer of the mempool, referenced, not copied).",
+        GAUGE,
+        &["worker"],
+    ),
+    family(
+        "hac_repair_cache_bytes",
+        "Payload bytes of the segments held by a worker's repair cache.",
         GAUGE,
         &["worker"],
     ),
@@ -479,12 +498,16 @@ impl HacCollector {
             }
             "hac_connections"
             | "hac_subflows"
+            | "hac_repair_cache_segments"
+            | "hac_repair_cache_bytes"
             | "hac_worker_handoffs_total"
             | "hac_worker_busy_seconds_total" => {
                 for (i, w) in self.workers.iter().enumerate() {
                     let v = match name {
                         "hac_connections" => get(&w.engine.connections) as f64,
                         "hac_subflows" => get(&w.engine.subflows) as f64,
+                        "hac_repair_cache_segments" => get(&w.engine.cache_segments) as f64,
+                        "hac_repair_cache_bytes" => get(&w.engine.cache_bytes) as f64,
                         "hac_worker_handoffs_total" => get(&w.handoffs) as f64,
                         _ => get(&w.busy_ns) as f64 / 1e9,
                     };
@@ -750,6 +773,8 @@ mod tests {
         assert_eq!(v(r#"hac_worker_busy_seconds_total{worker="1"}"#), 2.5);
         assert_eq!(v(r#"hac_worker_handoffs_total{worker="0"}"#), 7.0);
         assert_eq!(v(r#"hac_connections{worker="0"}"#), 0.0);
+        assert_eq!(v(r#"hac_repair_cache_segments{worker="1"}"#), 0.0);
+        assert_eq!(v(r#"hac_repair_cache_bytes{worker="0"}"#), 0.0);
         assert_eq!(v(r#"hac_convert_errors_total{code="32"}"#), 0.0);
         assert_eq!(v(r#"hac_convert_errors_total{code="other"}"#), 0.0);
         assert_eq!(
