@@ -7,11 +7,14 @@
 //! whole scenario list runs in this one test, under a lock file.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+
 use std::process::Command;
 use std::time::Duration;
 
 use hac_harness::{ClientResult, ClientSpec, ConvertOutcome, Peers, skip_unless_root};
+
+mod common;
+use common::repo;
 
 const MB: u64 = 1 << 20;
 
@@ -26,10 +29,6 @@ fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
 const SERVER_V4: &str = "198.51.100.2";
 const SERVER_V6: &str = "2001:db8:100::2";
 const SERVER_PORT: u16 = 8080;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn lab(args: &[&str]) -> std::process::Output {
     lab_with(args, 1)

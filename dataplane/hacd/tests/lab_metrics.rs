@@ -25,23 +25,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hac_harness::{ClientSpec, ConvertOutcome, Peers, skip_unless_root};
 use serde_json::Value;
 
+mod common;
+use common::{linkemu, repo};
+
 const SERVER_V4: &str = "198.51.100.2";
 const SERVER_PORT: u16 = 8080;
 const METRICS: &str = "127.0.0.1:9469";
 const PROMETHEUS: &str = "127.0.0.1:19090";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn linkemu() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LINKEMU") {
-        return Some(PathBuf::from(p));
-    }
-    let hacd = Path::new(env!("CARGO_BIN_EXE_hacd"));
-    let p = hacd.parent()?.parent()?.join("release/hac-linkemu");
-    p.exists().then_some(p)
-}
 
 /// One lab instance under a prefix of its own; `lab.sh down` on drop.
 struct Lab {

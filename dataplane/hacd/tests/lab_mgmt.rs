@@ -23,15 +23,14 @@ use std::time::{Duration, Instant};
 use hac_harness::{ClientSpec, ConvertOutcome, Peers, skip_unless_root};
 use serde_json::Value;
 
+mod common;
+use common::{linkemu, repo, wait_for};
+
 const MB: u64 = 1 << 20;
 const SERVER_V4: &str = "198.51.100.2";
 const SERVER_V6: &str = "2001:db8:100::2";
 const SERVER_PORT: u16 = 8080;
 const PREFIX: &str = "hacm";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn hacctl_bin() -> PathBuf {
     let hacd = Path::new(env!("CARGO_BIN_EXE_hacd"));
@@ -45,15 +44,6 @@ fn hacctl_bin() -> PathBuf {
         assert!(st.success(), "building hacctl failed");
     }
     p
-}
-
-fn linkemu() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LINKEMU") {
-        return Some(PathBuf::from(p));
-    }
-    let hacd = Path::new(env!("CARGO_BIN_EXE_hacd"));
-    let p = hacd.parent()?.parent()?.join("release/hac-linkemu");
-    p.exists().then_some(p)
 }
 
 /// The `hacm` lab; `lab.sh down` on drop.
@@ -130,18 +120,6 @@ impl Drop for Lab {
 fn dest(v6: bool) -> SocketAddr {
     let ip: IpAddr = if v6 { SERVER_V6 } else { SERVER_V4 }.parse().unwrap();
     SocketAddr::new(ip, SERVER_PORT)
-}
-
-/// Polls `f` every 20 ms until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 /// A short exchange through the converter: its Convert outcome.

@@ -20,12 +20,15 @@
 //! binary take turns (one lab at a time; the machine has few cores).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hac_harness::{ClientResult, ClientSpec, ConvertOutcome, Peers, skip_unless_root};
 use serde_json::Value;
+
+mod common;
+use common::{linkemu, repo, wait_for};
 
 const MB: u64 = 1 << 20;
 const SERVER_V4: &str = "198.51.100.2";
@@ -39,21 +42,6 @@ fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
     LAB_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The link emulator next to this build's target directory (`<target>/release`), when
-/// it is there; otherwise lab.sh finds or builds it.
-fn linkemu() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LINKEMU") {
-        return Some(PathBuf::from(p));
-    }
-    let hacd = Path::new(env!("CARGO_BIN_EXE_hacd"));
-    let p = hacd.parent()?.parent()?.join("release/hac-linkemu");
-    p.exists().then_some(p)
 }
 
 /// One lab instance under a prefix of its own; `lab.sh down` on drop.
@@ -207,18 +195,6 @@ fn peers(lab: &Lab, tag: &str) -> Peers {
 
 fn v4_dest() -> SocketAddr {
     SocketAddr::new(SERVER_V4.parse().unwrap(), SERVER_PORT)
-}
-
-/// Polls `f` every 20 ms until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 fn check_download(peers: &Peers, res: &ClientResult, down: u64) {
