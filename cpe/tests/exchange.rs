@@ -213,8 +213,7 @@ fn refused_with(reply: &'static [u8], label: &str) {
     assert!(got.is_empty(), "{label}: LAN saw {got:?}");
     assert_eq!(end, Err(ErrorKind::ConnectionReset), "{label}");
     let text = String::from_utf8(ctx.metrics.render()).unwrap();
-    if label.starts_with("code_") {
-        let code = &label[5..];
+    if let Some(code) = label.strip_prefix("code_") {
         assert!(
             text.contains(&format!(
                 "hac_cpe_convert_errors_total{{code=\"{code}\"}} 1"
