@@ -18,7 +18,11 @@ pub const TABLE: &str = "hac_cpe";
 pub fn original_dst(s: &TcpStream) -> std::io::Result<SocketAddr> {
     let sock = SockRef::from(s);
     let local = s.local_addr()?;
-    let a = if local.is_ipv4() {
+    let v4 = match local.ip() {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(a) => a.to_ipv4_mapped().is_some(),
+    };
+    let a = if v4 {
         sock.original_dst_v4()?
     } else {
         sock.original_dst_v6()?

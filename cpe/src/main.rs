@@ -86,14 +86,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = &ctx.cfg;
     let mut listeners = Vec::new();
     for a in &cfg.listen {
-        let sock = if a.is_ipv6() {
-            tokio::net::TcpSocket::new_v6()?
-        } else {
-            tokio::net::TcpSocket::new_v4()?
-        };
-        sock.set_reuseaddr(true)?;
-        sock.bind(*a).with_context(|| format!("binding {a}"))?;
-        listeners.push(sock.listen(4096)?);
+        listeners.push(listener(*a).with_context(|| format!("listening on {a}"))?);
         tracing::info!(listen = %a, "accepting redirected LAN connections");
     }
     if cfg.install_rules {
@@ -143,6 +136,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("removing nftables rules: {e}");
     }
     Ok(())
+}
+
+/// A listener; an IPv6 one is IPv6-only so that `0.0.0.0:P` and `[::]:P` can both
+/// be configured.
+fn listener(a: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(a), Type::STREAM.cloexec(), None)?;
+    s.set_reuse_address(true)?;
+    if a.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&a.into())?;
+    s.listen(4096)?;
+    s.set_nonblocking(true)?;
+    TcpListener::from_std(s.into())
 }
 
 async fn accept_loop(ctx: Arc<Ctx>, l: TcpListener, slots: Arc<Semaphore>) {

@@ -170,9 +170,8 @@ pub async fn convert_attempt(
         loop {
             match convert::parse_reply(&buf[..have]) {
                 Ok(Reply::Accepted { len, server_mptcp }) => {
-                    buf.truncate(have);
-                    buf.drain(..len);
-                    return Ok((buf, server_mptcp));
+                    // Only the server's early bytes are kept (not the 5 KiB buffer).
+                    return Ok((buf[len..have].to_vec(), server_mptcp));
                 }
                 Ok(Reply::Refused(r)) => return Err(AttemptError::Refused(r)),
                 Err(ReplyError::Incomplete { .. }) => {}
