@@ -193,6 +193,14 @@ pub struct Config {
     pub concentrator_port: u16,
     /// Time for one attempt: SYN sent → Convert reply read.
     pub connect_timeout: Duration,
+    /// Time for the concentrator's SYN-ACK. A lost TFO SYN is retransmitted by
+    /// Linux *without* its data (the Convert request), which a converter ignores
+    /// (RFC 8803 §6), so an attempt whose first SYN went unanswered this long is
+    /// abandoned for the next uplink.
+    pub syn_timeout: Duration,
+    /// Convert attempts waiting for their SYN-ACK at once (a concentrator limits
+    /// pending requests per client address, RFC 8803 §9.3; hacd's default is 64).
+    pub max_pending: usize,
     /// LAN source prefixes whose connections are converted.
     pub lan_prefixes: Vec<Prefix>,
     /// Destination ports converted (empty: all).
@@ -276,6 +284,8 @@ mod raw {
         pub addresses: Vec<String>,
         pub port: Option<u16>,
         pub connect_timeout_ms: Option<u64>,
+        pub syn_timeout_ms: Option<u64>,
+        pub max_pending: Option<usize>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -431,6 +441,27 @@ impl Config {
             120_000,
         )?;
 
+        let syn_timeout = ms(
+            "concentrator.syn_timeout_ms",
+            c.syn_timeout_ms,
+            1500,
+            100,
+            120_000,
+        )?;
+        if syn_timeout > connect_timeout {
+            return Err(format!(
+                "concentrator.syn_timeout_ms: {} ms is above connect_timeout_ms ({} ms)",
+                syn_timeout.as_millis(),
+                connect_timeout.as_millis()
+            ));
+        }
+        let max_pending = c.max_pending.unwrap_or(48);
+        if !(1..=65_536).contains(&max_pending) {
+            return Err(format!(
+                "concentrator.max_pending: {max_pending} is outside 1..=65536"
+            ));
+        }
+
         let i = &f.intercept;
         let lan_prefixes = prefixes("intercept.lan_prefixes", &i.lan_prefixes)?;
         if lan_prefixes.is_empty() {
@@ -544,6 +575,8 @@ impl Config {
             concentrator,
             concentrator_port,
             connect_timeout,
+            syn_timeout,
+            max_pending,
             lan_prefixes,
             ports: ports("intercept.ports", &i.ports)?,
             bypass_destinations,
@@ -729,6 +762,8 @@ listen = "127.0.0.1:9470"
         assert!(c.install_rules && c.manage_endpoints && c.set_tfo_sysctl);
         assert_eq!(c.metrics, None);
         assert_eq!(c.max_subflows, 2);
+        assert_eq!(c.syn_timeout, Duration::from_millis(1500));
+        assert_eq!(c.max_pending, 48);
     }
 
     #[test]
@@ -809,6 +844,10 @@ listen = "127.0.0.1:9470"
             "{base}[[uplink]]\nname = \"a\"\ninterface = \"averyveryverylongname\"\n"
         ));
         assert!(e.contains("uplink[0].interface"), "{e}");
+        let e = err(
+            "[concentrator]\naddresses = [\"192.0.2.1\"]\nconnect_timeout_ms = 1000\nsyn_timeout_ms = 2000\n",
+        );
+        assert!(e.contains("concentrator.syn_timeout_ms"), "{e}");
         let e = err(&format!("{base}[metrics]\nlisten = \"9470\"\n"));
         assert!(e.contains("metrics.listen"), "{e}");
         // Unknown keys are refused (typos do not silently fall back to defaults).

@@ -39,6 +39,8 @@ pub struct Ctx {
     pub servers: MptcpServers,
     /// Metrics.
     pub metrics: Metrics,
+    /// Attempts waiting for the concentrator's SYN-ACK.
+    pub pending: tokio::sync::Semaphore,
 }
 
 impl Ctx {
@@ -49,6 +51,7 @@ impl Ctx {
             uplinks: Uplinks::new(&cfg),
             servers: MptcpServers::new(cfg.mptcp_cache_entries, cfg.mptcp_cache_ttl),
             metrics: Metrics::new(),
+            pending: tokio::sync::Semaphore::new(cfg.max_pending),
             cfg,
         })
     }
@@ -218,7 +221,15 @@ async fn open_upstream(
     let mut last = AttemptError::Timeout;
     for src in ctx.uplinks.candidates(conc.is_ipv6(), now) {
         let name = ctx.uplinks.name(src.uplink);
-        match upstream::convert_attempt(conc, src.addr, &req, cfg.connect_timeout).await {
+        let attempt = upstream::convert_attempt(
+            conc,
+            src.addr,
+            &req,
+            cfg.syn_timeout,
+            cfg.connect_timeout,
+            &ctx.pending,
+        );
+        match attempt.await {
             Ok(e) => {
                 m.attempts.with_label_values(&[name, "ok"]).inc();
                 m.connections.with_label_values(&["converted"]).inc();

@@ -153,14 +153,30 @@ fn connect_nb(sock: &Socket, peer: SocketAddr) -> io::Result<()> {
 }
 
 /// One Convert attempt: `request` (Convert message + first LAN bytes) to the
-/// concentrator `peer` from `src`, then the reply, all within `timeout`.
+/// concentrator `peer` from `src`; the SYN-ACK within `syn_timeout` (else
+/// `Timeout`: see [`crate::config::Config::syn_timeout`]), the reply within
+/// `timeout` of the start. `pending` bounds the attempts waiting for a SYN-ACK.
 pub async fn convert_attempt(
     peer: SocketAddr,
     src: Option<IpAddr>,
     request: &[u8],
+    syn_timeout: Duration,
     timeout: Duration,
+    pending: &tokio::sync::Semaphore,
 ) -> Result<Established, AttemptError> {
+    let start = tokio::time::Instant::now();
+    let permit = pending.acquire().await;
     let (stream, sent, mptcp) = connect_tfo(peer, src, request).map_err(classify_io)?;
+    // Established (SYN-ACK in) or failed: both make the socket writable.
+    match tokio::time::timeout(syn_timeout, stream.writable()).await {
+        Err(_) => return Err(AttemptError::Timeout),
+        Ok(Err(e)) => return Err(classify_io(e)),
+        Ok(Ok(())) => {}
+    }
+    drop(permit);
+    if let Some(e) = stream.take_error().map_err(classify_io)? {
+        return Err(classify_io(e));
+    }
     let exchange = async {
         crate::relay::write_all(&stream, &request[sent..])
             .await
@@ -194,7 +210,7 @@ pub async fn convert_attempt(
             }
         }
     };
-    match tokio::time::timeout(timeout, exchange).await {
+    match tokio::time::timeout_at(start + timeout, exchange).await {
         Err(_) => Err(AttemptError::Timeout),
         Ok(Err(e)) => Err(e),
         Ok(Ok((early, server_mptcp))) => Ok(Established {

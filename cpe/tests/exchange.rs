@@ -23,6 +23,7 @@ fn config(conc_port: u16, extra: &str) -> Config {
 addresses = ["127.0.0.1"]
 port = {conc_port}
 connect_timeout_ms = 400
+syn_timeout_ms = 300
 [intercept]
 lan_prefixes = ["127.0.0.0/8"]
 install_rules = false
