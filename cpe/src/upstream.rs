@@ -164,8 +164,9 @@ pub async fn convert_attempt(
     timeout: Duration,
     pending: &tokio::sync::Semaphore,
 ) -> Result<Established, AttemptError> {
-    let start = tokio::time::Instant::now();
+    // The attempt's clocks start once it may send its SYN, not while it queues.
     let permit = pending.acquire().await;
+    let start = tokio::time::Instant::now();
     let (stream, sent, mptcp) = connect_tfo(peer, src, request).map_err(classify_io)?;
     // Established (SYN-ACK in) or failed: both make the socket writable.
     match tokio::time::timeout(syn_timeout, stream.writable()).await {
