@@ -245,7 +245,8 @@ async fn open_upstream(
                 let label = match &e {
                     AttemptError::Timeout => "timeout",
                     AttemptError::Unreachable(_) => "unreachable",
-                    _ => "ok",
+                    // Refused, bad reply, closed: the concentrator answered.
+                    _ => "answered",
                 };
                 m.attempts.with_label_values(&[name, label]).inc();
                 if !e.retryable() {
