@@ -361,3 +361,57 @@ fn off_mode_sends_a_base_connect() {
     assert!(got.is_empty());
     assert_eq!(end, Ok(()), "accepted then closed: a clean close");
 }
+
+#[test]
+fn a_lan_reset_resets_the_upstream_connection() {
+    let (port, seen) = concentrator(|mut c, tx| {
+        let _ = read_request(&mut c);
+        c.write_all(&[1, 1, 0x22, 0x63]).unwrap();
+        c.write_all(b"DATA").unwrap();
+        let (_, end) = read_all(&mut c);
+        tx.send(Seen {
+            dst: SERVER.parse().unwrap(),
+            extended: false,
+            first: format!("{end:?}").into_bytes(),
+        })
+        .unwrap();
+    });
+    let ctx = Ctx::new(config(port, ""));
+    let mut c = lan_client(ctx);
+    c.write_all(b"GET /").unwrap();
+    let mut four = [0u8; 4];
+    c.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"DATA");
+    socket_linger_zero(&c);
+    drop(c);
+    let s = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        String::from_utf8(s.first).unwrap(),
+        "Err(ConnectionReset)",
+        "the concentrator side must see a reset, not a clean close"
+    );
+}
+
+#[test]
+fn an_upstream_reset_resets_the_lan_connection() {
+    let (port, _seen) = concentrator(|mut c, _tx| {
+        let _ = read_request(&mut c);
+        c.write_all(&[1, 1, 0x22, 0x63]).unwrap();
+        c.write_all(b"PARTIAL").unwrap();
+        thread::sleep(Duration::from_millis(100));
+        socket_linger_zero(&c);
+    });
+    let ctx = Ctx::new(config(port, ""));
+    let mut c = lan_client(ctx);
+    c.write_all(b"GET /").unwrap();
+    let (got, end) = read_all(&mut c);
+    assert_eq!(got, b"PARTIAL");
+    assert_eq!(end, Err(ErrorKind::ConnectionReset));
+}
+
+/// SO_LINGER 0: closing sends a RST.
+fn socket_linger_zero(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
