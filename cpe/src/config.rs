@@ -193,10 +193,10 @@ pub struct Config {
     pub concentrator_port: u16,
     /// Time for one attempt: SYN sent → Convert reply read.
     pub connect_timeout: Duration,
-    /// Time for the concentrator's SYN-ACK. A lost TFO SYN is retransmitted by
-    /// Linux *without* its data (the Convert request), which a converter ignores
-    /// (RFC 8803 §6), so an attempt whose first SYN went unanswered this long is
-    /// abandoned for the next uplink.
+    /// How long an attempt may wait for the concentrator's SYN-ACK before the
+    /// next uplink's attempt starts alongside it (hedging). A lost TFO SYN is
+    /// retransmitted by Linux *without* its data (the Convert request), which a
+    /// converter ignores (RFC 8803 §6), so such an attempt cannot succeed.
     pub syn_timeout: Duration,
     /// Convert attempts waiting for their SYN-ACK at once (a concentrator limits
     /// pending requests per client address, RFC 8803 §9.3; hacd's default is 64).
@@ -436,7 +436,7 @@ impl Config {
         let connect_timeout = ms(
             "concentrator.connect_timeout_ms",
             c.connect_timeout_ms,
-            3000,
+            5000,
             100,
             120_000,
         )?;

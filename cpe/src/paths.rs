@@ -33,6 +33,8 @@ struct UplinkState {
     present: Mutex<bool>,
     /// Skipped for new connections until then.
     held_until: Mutex<Option<Instant>>,
+    /// Last attempt from this uplink that the concentrator answered.
+    last_ok: Mutex<Option<Instant>>,
 }
 
 /// One candidate source for an upstream connection.
@@ -56,6 +58,7 @@ impl Uplinks {
                     cfg: u.clone(),
                     present: Mutex::new(true),
                     held_until: Mutex::new(None),
+                    last_ok: Mutex::new(None),
                 })
                 .collect(),
             holddown: cfg.uplink_holddown,
@@ -105,17 +108,25 @@ impl Uplinks {
         good
     }
 
-    /// A SYN from this uplink went unanswered: skip it for the hold-down.
-    pub fn hold_down(&self, i: Option<usize>, now: Instant) {
-        if let Some(u) = i.and_then(|i| self.list.get(i)) {
-            *u.held_until.lock() = Some(now + self.holddown);
+    /// A SYN sent from this uplink at `since` went unanswered: skip the uplink
+    /// for the hold-down — unless another attempt from it was answered since then
+    /// (a slow answer under load is not a dead uplink). Returns true if held down.
+    pub fn hold_down(&self, i: Option<usize>, since: Instant, now: Instant) -> bool {
+        let Some(u) = i.and_then(|i| self.list.get(i)) else {
+            return false;
+        };
+        if u.last_ok.lock().is_some_and(|t| t >= since) {
+            return false;
         }
+        *u.held_until.lock() = Some(now + self.holddown);
+        true
     }
 
-    /// A connection from this uplink completed: usable again at once.
-    pub fn mark_ok(&self, i: Option<usize>) {
+    /// An attempt from this uplink was answered: usable again at once.
+    pub fn mark_ok(&self, i: Option<usize>, now: Instant) {
         if let Some(u) = i.and_then(|i| self.list.get(i)) {
             *u.held_until.lock() = None;
+            *u.last_ok.lock() = Some(now);
         }
     }
 
@@ -321,13 +332,16 @@ mod tests {
         assert_eq!(c[0].uplink, Some(0));
         assert_eq!(c[0].addr, Some("198.18.1.2".parse().unwrap()));
         // dsl held down: lte first, dsl as the last resort.
-        u.hold_down(Some(0), now);
+        assert!(u.hold_down(Some(0), now, now));
         let c = u.candidates(false, now);
         assert_eq!((c[0].uplink, c[1].uplink), (Some(1), Some(0)));
         // After the hold-down (10 s), or a success, dsl is first again.
         let c = u.candidates(false, now + Duration::from_secs(11));
         assert_eq!(c[0].uplink, Some(0));
-        u.mark_ok(Some(0));
+        u.mark_ok(Some(0), now);
+        assert_eq!(u.candidates(false, now)[0].uplink, Some(0));
+        // An answer after the unanswered SYN was sent: not held down.
+        assert!(!u.hold_down(Some(0), now - Duration::from_secs(1), now));
         assert_eq!(u.candidates(false, now)[0].uplink, Some(0));
         // IPv6: only dsl has an IPv6 address.
         let c = u.candidates(true, now);

@@ -186,9 +186,17 @@ pub async fn serve_lan(ctx: Arc<Ctx>, lan: TcpStream, peer: SocketAddr, dst: Soc
 
 /// The upstream connection for `dst`: direct when the server is known to speak
 /// MPTCP and the configuration allows it (falling back to the concentrator if
-/// that fails), else through the concentrator, trying uplinks in order.
+/// that fails), else through the concentrator.
+///
+/// Concentrator attempts are hedged across uplinks: the first starts on the best
+/// uplink; when it has no answer after `syn_timeout` (or fails), the next uplink's
+/// attempt starts while the first keeps running, and the first answer wins (the
+/// others are dropped). A lost TFO SYN is retransmitted by Linux without its data,
+/// which a converter ignores, so such an attempt only ends at `connect_timeout`;
+/// the hedge keeps that from delaying the LAN host, and a merely slow answer is
+/// still taken.
 async fn open_upstream(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     dst: SocketAddr,
     first: &[u8],
 ) -> Result<Established, AttemptError> {
@@ -200,7 +208,7 @@ async fn open_upstream(
             match upstream::direct_attempt(dst, src.addr, first, cfg.connect_timeout).await {
                 Ok(e) => {
                     m.connections.with_label_values(&["direct"]).inc();
-                    ctx.uplinks.mark_ok(src.uplink);
+                    ctx.uplinks.mark_ok(src.uplink, Instant::now());
                     return Ok(e);
                 }
                 Err(e) => {
@@ -218,49 +226,83 @@ async fn open_upstream(
     let conc = cfg.concentrator_for(dst.ip());
     let mut req = Vec::with_capacity(convert::MAX_REQUEST_MESSAGE + first.len());
     convert::request(dst, cfg.mptcp_servers != Mode::Off, first, &mut req);
-    let mut last = AttemptError::Timeout;
-    for src in ctx.uplinks.candidates(conc.is_ipv6(), now) {
-        let name = ctx.uplinks.name(src.uplink);
-        let attempt = upstream::convert_attempt(
-            conc,
-            src.addr,
-            &req,
-            cfg.syn_timeout,
-            cfg.connect_timeout,
-            &ctx.pending,
-        );
-        match attempt.await {
-            Ok(e) => {
-                m.attempts.with_label_values(&[name, "ok"]).inc();
-                m.connections.with_label_values(&["converted"]).inc();
-                ctx.uplinks.mark_ok(src.uplink);
-                if e.server_mptcp && cfg.mptcp_servers != Mode::Off {
-                    ctx.servers.learn(dst, Instant::now());
-                    m.mptcp_servers.set(ctx.servers.len() as i64);
-                    tracing::info!(%dst, "server speaks MPTCP (Extended TCP Header)");
+    let req: Arc<[u8]> = req.into();
+    let mut left = ctx.uplinks.candidates(conc.is_ipv6(), now).into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let spawn = |running: &mut tokio::task::JoinSet<_>, src: crate::paths::Source| {
+        let (ctx, req) = (ctx.clone(), req.clone());
+        running.spawn(async move {
+            let started = Instant::now();
+            let r = upstream::convert_attempt(
+                conc,
+                src.addr,
+                &req,
+                ctx.cfg.connect_timeout,
+                &ctx.pending,
+            )
+            .await;
+            (src, started, r)
+        });
+    };
+    if let Some(src) = left.next() {
+        spawn(&mut running, src);
+    }
+    let mut last = AttemptError::SynTimeout;
+    let mut hedge = Box::pin(tokio::time::sleep(cfg.syn_timeout));
+    loop {
+        let more = left.len() > 0;
+        tokio::select! {
+            () = &mut hedge, if more => {
+                if let Some(src) = left.next() {
+                    spawn(&mut running, src);
                 }
-                return Ok(e);
+                hedge.as_mut().reset(tokio::time::Instant::now() + cfg.syn_timeout);
             }
-            Err(e) => {
-                let label = match &e {
-                    AttemptError::Timeout => "timeout",
-                    AttemptError::Unreachable(_) => "unreachable",
-                    // Refused, bad reply, closed: the concentrator answered.
-                    _ => "answered",
+            done = running.join_next() => {
+                let Some(done) = done else {
+                    // Nothing running and nothing left.
+                    return Err(last);
                 };
-                m.attempts.with_label_values(&[name, label]).inc();
-                if !e.retryable() {
-                    // The concentrator answered over this uplink.
-                    ctx.uplinks.mark_ok(src.uplink);
-                    return Err(e);
+                let Ok((src, started, r)) = done else {
+                    continue;
+                };
+                let name = ctx.uplinks.name(src.uplink);
+                match r {
+                    Ok(e) => {
+                        m.attempts.with_label_values(&[name, "ok"]).inc();
+                        m.connections.with_label_values(&["converted"]).inc();
+                        ctx.uplinks.mark_ok(src.uplink, Instant::now());
+                        if e.server_mptcp && cfg.mptcp_servers != Mode::Off {
+                            ctx.servers.learn(dst, Instant::now());
+                            m.mptcp_servers.set(ctx.servers.len() as i64);
+                            tracing::info!(%dst, "server speaks MPTCP (Extended TCP Header)");
+                        }
+                        // Dropping `running` aborts the other attempts.
+                        return Ok(e);
+                    }
+                    Err(e) if !e.retryable() => {
+                        m.attempts.with_label_values(&[name, "answered"]).inc();
+                        // The concentrator answered over this uplink.
+                        ctx.uplinks.mark_ok(src.uplink, Instant::now());
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        m.attempts.with_label_values(&[name, e.label()]).inc();
+                        if matches!(e, AttemptError::SynTimeout)
+                            && ctx.uplinks.hold_down(src.uplink, started, Instant::now())
+                        {
+                            tracing::info!(uplink = name, "no SYN-ACK from the concentrator: uplink held down");
+                        }
+                        tracing::info!(%dst, uplink = name, "Convert attempt failed: {e}");
+                        // Failed outright: the next uplink at once.
+                        if let Some(src) = left.next() {
+                            spawn(&mut running, src);
+                            hedge.as_mut().reset(tokio::time::Instant::now() + cfg.syn_timeout);
+                        }
+                        last = e;
+                    }
                 }
-                tracing::info!(%dst, uplink = name, "Convert attempt failed: {e}; next uplink");
-                if matches!(e, AttemptError::Timeout) {
-                    ctx.uplinks.hold_down(src.uplink, Instant::now());
-                }
-                last = e;
             }
         }
     }
-    Err(last)
 }

@@ -19,7 +19,9 @@ const MAX_REPLY: usize = 1020;
 /// Why an attempt failed.
 #[derive(Debug)]
 pub enum AttemptError {
-    /// No answer within the attempt's time: try another uplink.
+    /// No SYN-ACK within the attempt's time: try another uplink.
+    SynTimeout,
+    /// SYN-ACK, but no complete reply within the attempt's time.
     Timeout,
     /// The path or the concentrator refused the connection itself (RST, ICMP,
     /// address gone): try another uplink.
@@ -37,13 +39,17 @@ impl AttemptError {
     /// True when another uplink may do better.
     #[must_use]
     pub const fn retryable(&self) -> bool {
-        matches!(self, AttemptError::Timeout | AttemptError::Unreachable(_))
+        matches!(
+            self,
+            AttemptError::SynTimeout | AttemptError::Timeout | AttemptError::Unreachable(_)
+        )
     }
 
     /// Short label (metrics, logs).
     #[must_use]
     pub const fn label(&self) -> &'static str {
         match self {
+            AttemptError::SynTimeout => "syn_timeout",
             AttemptError::Timeout => "timeout",
             AttemptError::Unreachable(_) => "unreachable",
             AttemptError::Refused(_) => "refused",
@@ -56,7 +62,8 @@ impl AttemptError {
 impl std::fmt::Display for AttemptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AttemptError::Timeout => f.write_str("no answer in time"),
+            AttemptError::SynTimeout => f.write_str("no SYN-ACK in time"),
+            AttemptError::Timeout => f.write_str("no Convert reply in time"),
             AttemptError::Unreachable(e) => write!(f, "unreachable: {e}"),
             AttemptError::Refused(r) => write!(f, "refused: {r}"),
             AttemptError::BadReply(e) => write!(f, "{e}"),
@@ -153,24 +160,22 @@ fn connect_nb(sock: &Socket, peer: SocketAddr) -> io::Result<()> {
 }
 
 /// One Convert attempt: `request` (Convert message + first LAN bytes) to the
-/// concentrator `peer` from `src`; the SYN-ACK within `syn_timeout` (else
-/// `Timeout`: see [`crate::config::Config::syn_timeout`]), the reply within
-/// `timeout` of the start. `pending` bounds the attempts waiting for a SYN-ACK.
+/// concentrator `peer` from `src`, SYN-ACK and reply within `timeout`. `pending`
+/// bounds the attempts waiting for a SYN-ACK (RFC 8803 §9.3 on the converter side).
 pub async fn convert_attempt(
     peer: SocketAddr,
     src: Option<IpAddr>,
     request: &[u8],
-    syn_timeout: Duration,
     timeout: Duration,
     pending: &tokio::sync::Semaphore,
 ) -> Result<Established, AttemptError> {
-    // The attempt's clocks start once it may send its SYN, not while it queues.
+    // The attempt's clock starts once it may send its SYN, not while it queues.
     let permit = pending.acquire().await;
     let start = tokio::time::Instant::now();
     let (stream, sent, mptcp) = connect_tfo(peer, src, request).map_err(classify_io)?;
     // Established (SYN-ACK in) or failed: both make the socket writable.
-    match tokio::time::timeout(syn_timeout, stream.writable()).await {
-        Err(_) => return Err(AttemptError::Timeout),
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Err(_) => return Err(AttemptError::SynTimeout),
         Ok(Err(e)) => return Err(classify_io(e)),
         Ok(Ok(())) => {}
     }
