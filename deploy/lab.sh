@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # deploy/lab.sh — the hybrid-access lab in network namespaces (see deploy/README.md).
 #
-#   deploy/lab.sh up                      build the topology, start the link emulators
-#                                         and hacd; return once hacd forwards
+#   deploy/lab.sh up [--dual-proxy]       build the topology, start the link emulators
+#                                         and hacd; return once hacd forwards.
+#                                         --dual-proxy (or LAB_DUAL_PROXY=1): also a LAN
+#                                         namespace $LAB_PREFIX-lan (plain TCP host
+#                                         198.18.100.2) behind the client namespace, which
+#                                         runs hac-cpe as its gateway (198.18.100.1); hacd
+#                                         in dual-proxy mode with the CPE as subscriber
 #   deploy/lab.sh down                    stop everything, remove every namespace
 #   deploy/lab.sh status                  namespaces, processes, link parameters, counters
 #   deploy/lab.sh shape dsl|lte RATE_MBIT DELAY_MS [LOSS_PCT]
@@ -45,6 +50,10 @@
 #   LAB_QUEUE_MS=100     queue cap of the emulated links, in ms at the link rate
 #   LAB_EMU_RT=20        SCHED_FIFO priority of the link emulators (0: normal scheduling)
 #   LAB_UP_TIMEOUT=30    seconds `up` waits for forwarding
+#   HAC_CPE=PATH         hac-cpe binary for --dual-proxy (default
+#                        $CARGO_TARGET_DIR/release/hac-cpe, else …/debug/hac-cpe)
+#   LAB_CPE_METRICS=127.0.0.1:9470
+#                        where hac-cpe serves /metrics, inside the client namespace
 #   LAB_METRICS=127.0.0.1:9469
 #                        where hacd serves /metrics, inside hac-conc (its loopback by
 #                        default); hacd's allocation log is $LAB_RUN/allocations.log
@@ -61,6 +70,7 @@ NS_LTE=$P-lte
 NS_CONC=$P-conc
 NS_SERVER=$P-server
 ALL_NS=("$NS_CLIENT" "$NS_DSL" "$NS_LTE" "$NS_CONC" "$NS_SERVER")
+NS_LAN=$P-lan # dual-proxy only (up --dual-proxy)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUN=${LAB_RUN:-/run/$P-lab}
@@ -84,6 +94,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 HACD=$(abspath "${HACD:-$TARGET_DIR/release/hacd}")
 LINKEMU=$(abspath "${LINKEMU:-$TARGET_DIR/release/hac-linkemu}")
 HACCTL=${HACCTL:-}
+HAC_CPE=${HAC_CPE:-}
+CPE_METRICS=${LAB_CPE_METRICS:-127.0.0.1:9470}
 
 log() { printf 'lab.sh: %s\n' "$*" >&2; }
 die() {
@@ -445,6 +457,100 @@ wait_forwarding() { # ping the gateway and the service address over dsl until th
     done
 }
 
+# ---------------------------------------------------------------------------
+# dual-proxy (up --dual-proxy): a LAN behind the client namespace, hac-cpe as its
+# gateway, hacd in dual-proxy mode with the CPE as one subscriber (docs/dual-proxy.md)
+
+find_bin() { # find_bin NAME — $TARGET_DIR/release/NAME, else …/debug/NAME
+    local c
+    for c in "$TARGET_DIR/release/$1" "$TARGET_DIR/debug/$1"; do
+        c=$(abspath "$c")
+        if [[ -x $c ]]; then
+            printf '%s\n' "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+check_dual_proxy() { # before anything is created: binaries present, hacd mode
+    [[ $(mode) == hacd ]] || die "--dual-proxy needs hacd (not LAB_KERNEL_*)"
+    if [[ -z $HAC_CPE ]]; then
+        HAC_CPE=$(find_bin hac-cpe) || die "hac-cpe not built yet (cargo build --release -p hac-cpe, or set HAC_CPE=...)"
+    fi
+    HAC_CPE=$(abspath "$HAC_CPE")
+    [[ -x $HAC_CPE ]] || die "HAC_CPE=$HAC_CPE is not executable"
+    if [[ -z $HACCTL ]]; then
+        HACCTL=$(find_bin hacctl) || die "hacctl not built yet (cargo build --release -p hacctl, or set HACCTL=...)"
+    fi
+    need nft
+}
+
+setup_lan() {
+    ip netns add "$NS_LAN"
+    ip -n "$NS_LAN" link set lo up
+    sysctl_ns "$NS_LAN" net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 \
+        net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.all.accept_ra=0
+    veth "$NS_CLIENT" lan0 "$NS_LAN" eth0
+    ip -n "$NS_CLIENT" addr add 198.18.100.1/24 dev lan0
+    ip -n "$NS_CLIENT" addr add 2001:db8:64::1/64 dev lan0 nodad
+    ip -n "$NS_LAN" addr add 198.18.100.2/24 dev eth0
+    ip -n "$NS_LAN" addr add 2001:db8:64::2/64 dev eth0 nodad
+    ip -n "$NS_LAN" route add default via 198.18.100.1
+    ip -n "$NS_LAN" -6 route add default via 2001:db8:64::1
+}
+
+start_cpe() {
+    cat >"$RUN/cpe.toml" <<EOF_CPE
+# hac-cpe configuration written by lab.sh up --dual-proxy (format: cpe/src/config.rs)
+listen = ["0.0.0.0:5125", "[::]:5125"]
+
+[concentrator]
+addresses = ["192.0.2.1", "2001:db8:ffff::1"]
+port = 5124
+
+[intercept]
+lan_prefixes = ["198.18.100.0/24", "2001:db8:64::/64"]
+lan_interface = "lan0"
+
+[[uplink]]
+name = "dsl"
+interface = "dsl0"
+addresses = ["198.18.1.2", "2001:db8:1::2"]
+
+[[uplink]]
+name = "lte"
+interface = "lte0"
+addresses = ["198.18.2.2", "2001:db8:2::2"]
+
+[mptcp]
+max_subflows = 2
+
+[metrics]
+listen = "$CPE_METRICS"
+EOF_CPE
+    start_bg cpe "$NS_CLIENT" "$HAC_CPE" --config "$RUN/cpe.toml"
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'hac-cpe running' "$RUN/cpe.log" 2>/dev/null && break
+        if ! pid_of cpe >/dev/null; then
+            tail -n 20 "$RUN/cpe.log" >&2 || true
+            die "hac-cpe exited"
+        fi
+        sleep 0.1
+    done
+    grep -q 'hac-cpe running' "$RUN/cpe.log" || die "hac-cpe did not start (log $RUN/cpe.log)"
+    log "hac-cpe started in $NS_CLIENT (pid $(<"$RUN/cpe.pid"), log $RUN/cpe.log)"
+}
+
+provision_dual_proxy() { # hacd: dual-proxy mode, the CPE as one subscriber on both accesses
+    cmd_ctl mode set dual-proxy >/dev/null
+    cmd_ctl subscriber add cpe --prefix 198.18.1.2 --prefix 198.18.2.2 \
+        --prefix 2001:db8:1::2 --prefix 2001:db8:2::2 --max-connections 4096 >/dev/null
+    cmd_ctl policy set --unlisted-clients deny >/dev/null
+    log "hacd: mode dual-proxy, subscriber cpe (198.18.1.2, 198.18.2.2, 2001:db8:1::2, 2001:db8:2::2), unlisted clients denied"
+}
+
 mode() {
     if [[ ${LAB_KERNEL_PROXY:-0} == 1 ]]; then
         echo kernel-proxy
@@ -458,14 +564,21 @@ mode() {
 }
 
 cmd_up() {
+    local dual=${LAB_DUAL_PROXY:-0}
+    case ${1:-} in
+        --dual-proxy) dual=1 ;;
+        "") ;;
+        *) die "usage: lab.sh up [--dual-proxy]" ;;
+    esac
     need_root
     need ip ethtool ping flock sysctl
     lock
     local ns m link
     m=$(mode)
-    for ns in "${ALL_NS[@]}"; do
+    for ns in "${ALL_NS[@]}" "$NS_LAN"; do
         ! ns_exists "$ns" || die "namespace $ns exists: the lab is up (deploy/lab.sh down first)"
     done
+    [[ $dual != 1 ]] || check_dual_proxy
     if [[ $m == hacd && ! -x $HACD ]]; then
         start_hacd || die "hacd not built yet"
     fi
@@ -520,8 +633,14 @@ cmd_up() {
             ;;
     esac
     wait_forwarding
+    if [[ $dual == 1 ]]; then
+        echo dual-proxy >"$RUN/dual-proxy"
+        setup_lan
+        provision_dual_proxy
+        start_cpe
+    fi
     UP_DONE=1
-    log "lab up ($m); state in $RUN"
+    log "lab up ($m$([[ $dual == 1 ]] && echo ", dual-proxy")); state in $RUN"
 }
 
 teardown() {
@@ -536,13 +655,13 @@ teardown() {
         fi
         rm -f "$f"
     done
-    for ns in "${ALL_NS[@]}"; do
+    for ns in "${ALL_NS[@]}" "$NS_LAN"; do
         ns_exists "$ns" || continue
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
             stop_pid "$pid"
         done
     done
-    for ns in "${ALL_NS[@]}"; do
+    for ns in "${ALL_NS[@]}" "$NS_LAN"; do
         if ns_exists "$ns"; then
             ip netns del "$ns" || log "could not delete namespace $ns"
         fi
@@ -581,6 +700,9 @@ cmd_status() {
             echo "  netns $ns: absent"
         fi
     done
+    if ns_exists "$NS_LAN"; then
+        echo "  netns $NS_LAN: $(ip -n "$NS_LAN" -br link show 2>/dev/null | awk '$1 != "lo" {printf "%s ", $1}')(dual-proxy LAN)"
+    fi
     for f in "$RUN"/*.pid; do
         [[ -f $f ]] || continue
         link=$(basename "$f" .pid)
