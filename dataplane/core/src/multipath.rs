@@ -974,8 +974,11 @@ impl<P: PacketBuf> Engine<P> {
             return a;
         }
         // A retransmission of bytes the client already acknowledged at the data
-        // level: spurious. The server gets a fresh ACK instead (R5).
-        if payload_len > 0 && c.c_data_ack.diff(c.e_dsn(end)) >= 0 && end <= m.fwd_end {
+        // level: spurious. The server gets a fresh ACK instead (R5). Its FIN counts:
+        // data acknowledged but a FIN not yet (the DATA_FIN was lost) goes on, or the
+        // server would resend that FIN forever and the client never see it.
+        let fin_end = end + u64::from(fin);
+        if payload_len > 0 && c.c_data_ack.diff(c.e_dsn(fin_end)) >= 0 && end <= m.fwd_end {
             self.counters.spurious_retransmissions += 1;
             self.queue(id, Tx::ServerPureAck);
             return Action::Drop(DropReason::Duplicate);
