@@ -141,6 +141,20 @@ class Lab:
         return 0
 
 
+def stop_server(p, out, wait_s):
+    """Closes a test server's stdin (it exits), kills it after wait_s, closes its log."""
+    try:
+        p.stdin.close()
+    except OSError:
+        pass
+    try:
+        p.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    out.close()
+
+
 class Server:
     """server.py in the server namespace; exits when its stdin closes."""
 
@@ -174,16 +188,7 @@ class Server:
         return None
 
     def stop(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(5)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.out.close()
+        stop_server(self.p, self.out, 5)
 
 
 def client_cmd(lab, mode, cid, nbytes, timeout, gap_from):

@@ -282,16 +282,7 @@ class MultiServer:
         return recs
 
     def stop(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.out.close()
+        lm.stop_server(self.p, self.out, 10)
 
 
 def reader(stream, q):
