@@ -349,7 +349,7 @@ mod tests {
     ) -> T {
         let (tx, mut rx) = oneshot::channel();
         assert!(ctl.send(0, make(tx)).is_ok());
-        w.poll(Instant(now));
+        w.poll(|| Instant(now));
         rx.try_recv().expect("answered between bursts")
     }
 
@@ -372,14 +372,14 @@ mod tests {
         );
         let ctl = Arc::new(Control::new(1, published(&cfg, 1, PolicySpec::default())));
         w.attach_control(Arc::clone(&ctl));
-        w.poll(Instant(1));
+        w.poll(|| Instant(1));
         assert_eq!(w.generation(), 1);
 
         // A connection under the first policy.
         let server: SocketAddr = "198.51.100.2:8080".parse().unwrap();
         let c1: SocketAddr = "198.18.1.2:40000".parse().unwrap();
         w.nic_mut().rxq[0].push_back(convert_syn(c1, server));
-        w.poll(Instant(10));
+        w.poll(|| Instant(10));
         let (page, next) = ask(&mut w, &ctl, 20, |reply| Query::Sessions {
             filter: SessionFilter::default(),
             from: 0,
@@ -406,7 +406,7 @@ mod tests {
         ));
         let c2: SocketAddr = "198.18.1.3:40000".parse().unwrap();
         w.nic_mut().rxq[0].push_back(convert_syn(c2, server));
-        w.poll(Instant(40));
+        w.poll(|| Instant(40));
         assert_eq!(w.generation(), 2);
         let r = ask(&mut w, &ctl, 50, |reply| Query::Report {
             subscriber: None,

@@ -232,7 +232,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let t = now();
                     let started = StdInstant::now();
-                    if worker.poll(t) > 0 {
+                    if worker.poll(now) > 0 {
                         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         busy.busy_ns.fetch_add(ns, Ordering::Relaxed);
                     }

@@ -73,7 +73,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 .name(format!("hacd-worker{w}"))
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        worker.poll(Instant(epoch.elapsed().as_micros() as u64));
+                        worker.poll(|| Instant(epoch.elapsed().as_micros() as u64));
                         // No NIC to poll: rest between rounds.
                         std::thread::sleep(Duration::from_millis(1));
                     }

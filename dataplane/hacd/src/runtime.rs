@@ -220,7 +220,14 @@ impl<N: Nic> Worker<N> {
     /// One polling round: every port's queue, the handoff inbox, timers, engine
     /// output, then the batched transmissions.
     /// Returns the number of frames received (from the NIC and the handoff inbox).
-    pub fn poll(&mut self, now: Instant) -> usize {
+    ///
+    /// `clock` is read again after every non-empty receive burst: a time read
+    /// before `rx` would be older than the packets it returns whenever the
+    /// worker was preempted in between, and every RTT sample taken from those
+    /// ACKs would read short (a shared core in the lab: 8–16 ms on a 20 ms path,
+    /// which shrinks the subflow budgets below the path's BDP).
+    pub fn poll(&mut self, clock: impl Fn() -> Instant) -> usize {
+        let mut now = clock();
         if self.control.is_some() {
             self.serve_control(now);
         }
@@ -231,6 +238,7 @@ impl<N: Nic> Worker<N> {
             self.nic.rx(port, &mut rx);
             work += rx.len();
             if !rx.is_empty() {
+                now = clock();
                 // Per burst, by this worker only: plain stores, no bus lock.
                 let (n, bytes) = (
                     rx.len() as u64,
@@ -619,7 +627,7 @@ mod tests {
         .emit(&mut f[ETH_LEN..])
         .unwrap();
         w.nic.rxq[1].push_back(f);
-        w.poll(Instant(1));
+        w.poll(|| Instant(1));
         assert_eq!(
             w.nic.sent.len(),
             1,
