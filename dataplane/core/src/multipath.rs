@@ -985,11 +985,14 @@ impl<P: PacketBuf> Engine<P> {
         }
         // The server's retransmission of a segment lost on a subflow and not in
         // the repair cache (cache off or full): it fills that hole at its original
-        // subflow sequence and mapping (RFC 8684 §3.3.6), and is cached now.
+        // subflow sequence and mapping (RFC 8684 §3.3.6), and is cached now. Only
+        // on a subflow that is delivering: on a suspect or dead one it would be
+        // lost again and the server back off once more (a stall of seconds); it
+        // is placed as new data instead, and kept for the hole below.
         if payload_len > 0
             && !fin
             && let Some((k, seq)) = m.paths.iter().enumerate().find_map(|(k, p)| {
-                (p.state == PathState::Active)
+                p.usable()
                     .then(|| {
                         p.inflight
                             .iter()
@@ -1466,6 +1469,8 @@ impl<P: PacketBuf> Engine<P> {
     /// until its ACKs return; it is never reset for going quiet).
     pub(crate) fn mp_tick(&mut self, now: Instant, id: u32) {
         let Some(c) = self.conn_mut(id) else { return };
+        // Downstream index the client has acknowledged at the data level.
+        let data_acked = c.c_data_ack.diff(c.e_dsn(0)).max(0) as u64;
         let Some(m) = c.mp.as_mut() else { return };
         m.tick_at = Deadline::NONE;
         m.cached_sum += m.cached as u64;
@@ -1484,6 +1489,27 @@ impl<P: PacketBuf> Engine<P> {
             })
         };
         let mut drained: Vec<usize> = Vec::new();
+        // A suspect or dead subflow keeps its data in flight for subflow
+        // integrity, but what the client already has at the data level (delivered
+        // by a re-send elsewhere) needs no copy: if the subflow comes back, its
+        // hole is filled under the original mapping with any bytes (the client
+        // drops data below its DATA_ACK, RFC 8684 §3.3.1). Without this, many
+        // quiet subflows pin the shard's repair cache full, and then nothing can
+        // be repaired locally on any connection.
+        let mut unpinned = (0usize, 0usize);
+        for p in m.paths.iter_mut().filter(|p| p.health != Health::Ok) {
+            for f in p.inflight.iter_mut() {
+                // Not ordered by data index (re-sent segments): look at each.
+                if f.v + u64::from(f.len) + u64::from(f.fin) > data_acked {
+                    continue;
+                }
+                if f.pkt.take().is_some() {
+                    unpinned.0 += 1;
+                    unpinned.1 += usize::from(f.len);
+                }
+            }
+        }
+        m.cached = m.cached.saturating_sub(unpinned.1);
         // One subflow at a time refreshes its minimum RTT, while another usable
         // non-backup subflow can take its share.
         for k in 0..n {
@@ -1550,6 +1576,8 @@ impl<P: PacketBuf> Engine<P> {
             }
         }
         let busy = m.busy();
+        self.cache_segments = self.cache_segments.saturating_sub(unpinned.0);
+        self.cache_bytes = self.cache_bytes.saturating_sub(unpinned.1);
         for k in drained {
             self.release_path_cache(id, k);
         }

@@ -1303,3 +1303,83 @@ fn repair_cache_full_falls_back_to_the_server() {
     let s = lossy_download_without_cache(true, 2 * 1448, 43);
     assert!(s.engine.counters().cache_full > 0, "the cache never filled");
 }
+
+/// A subflow that goes dead keeps its data in flight for subflow integrity, but
+/// not the repair-cache copies of what the client already has at the data level
+/// (re-sent on the live subflow and acknowledged): those holes are zero-filled
+/// under their original mappings if the subflow comes back. Otherwise quiet
+/// subflows pin the shard's cache and nothing can be repaired on any connection.
+#[test]
+fn dead_subflow_releases_cache_the_client_acknowledged_elsewhere() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let t0 = s.now;
+    let (cut, back) = (t0 + 300 * MS, t0 + 3_300 * MS);
+    s.cut_path(0, cut, back);
+    let down = pattern(16 << 20, 51);
+    s.server.write(&down);
+    s.run_until(cut + 2 * SEC, |_| false);
+    let cfg = &s.client.cfg;
+    let subs = s.engine.subflows(s.client.subs[0].addr, cfg.service);
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    assert_eq!(subs[0].health, "dead", "{subs:?}");
+    assert!(
+        s.down[0].cut_drops > 0,
+        "nothing was in flight on the cut path"
+    );
+    let (_, cached) = s.engine.cache_usage();
+    // Only what LTE holds in flight (each segment once), plus a few segments.
+    let live = subs[1].inflight as usize;
+    assert!(
+        cached <= live + 4 * 1448,
+        "{cached} B cached with {live} B in flight on the live subflow\n{}",
+        s.summary()
+    );
+    // The rest of the download, DSL's revival and the zero-filled holes included.
+    s.client.close();
+    s.server.close();
+    s.run_until(120 * SEC, |s| s.client.closed() && s.server.closed());
+    assert_same("downstream", s.client.server_bytes(), &s.server.app, &s);
+    s.assert_clean();
+    assert!(
+        s.engine.counters().zero_fills > 0,
+        "no hole was zero-filled"
+    );
+}
+
+/// With the repair cache too small to help, the server's own retransmission of a
+/// segment lost on a subflow that has since gone quiet is placed on a live
+/// subflow, not into the dead one's hole (where it would be lost again and the
+/// server back off once more, for seconds).
+#[test]
+fn server_retransmission_avoids_a_dead_subflow_when_the_cache_is_full() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    // The shard's limit (the state many connections share), not this
+    // connection's byte limit (which also caps the server's window).
+    st.engine.cache_limit_segments = 4;
+    let mut s = conn_joined(st);
+    let t0 = s.now;
+    let (cut, back) = (t0 + 300 * MS, t0 + 3_300 * MS);
+    s.cut_path(0, cut, back);
+    let n = 8 << 20;
+    let d = transfer(&mut s, &pattern(1_000, 52), &pattern(n, 53), 120 * SEC);
+    let gap = longest_gap(&s, cut, back);
+    eprintln!(
+        "cache full, DSL cut: {:.1} Mbit/s, longest gap {} ms, server retransmits {}",
+        mbit(n, d.down_us()),
+        gap / MS,
+        s.server.retransmits
+    );
+    assert!(s.engine.counters().cache_full > 0, "the cache never filled");
+    assert!(
+        s.down[0].cut_drops > 0,
+        "nothing was in flight on the cut path"
+    );
+    // The server's RTO (200 ms floor) finds each unrepairable hole; one back-off
+    // at most, not a series of them into the dead subflow.
+    assert!(
+        gap <= 1_000 * MS,
+        "no progress for {} ms during the cut\n{}",
+        gap / MS,
+        s.summary()
+    );
+}

@@ -422,6 +422,11 @@ pub struct Reasm {
     ooo: BTreeMap<u64, Vec<u8>>,
     /// Overlapping bytes that differ from the first copy.
     pub conflicts: u32,
+    /// Copies of bytes already delivered in order that arrived as zeros (the
+    /// engine's fill of a subflow hole whose data the receiver already holds: a
+    /// receiver discards anything below its cumulative point, RFC 9293 §3.10.7.4,
+    /// RFC 8684 §3.3.1). Zeros arriving above that point are conflicts.
+    pub zero_copies: u32,
 }
 
 impl Reasm {
@@ -429,11 +434,15 @@ impl Reasm {
         self.data.len() as u64
     }
 
-    fn check(&mut self, off: u64, bytes: &[u8]) {
+    fn check(&mut self, off: u64, bytes: &[u8], late: bool) {
         let o = off as usize;
         let n = bytes.len().min(self.data.len().saturating_sub(o));
         if self.data[o..o + n] != bytes[..n] {
-            self.conflicts += 1;
+            if late && bytes[..n].iter().all(|&b| b == 0) {
+                self.zero_copies += 1;
+            } else {
+                self.conflicts += 1;
+            }
         }
     }
 
@@ -452,7 +461,7 @@ impl Reasm {
         let nxt = self.nxt();
         if off < nxt {
             let n = ((nxt - off) as usize).min(bytes.len());
-            self.check(off, &bytes[..n]);
+            self.check(off, &bytes[..n], true);
             bytes = &bytes[n..];
             off += n as u64;
         }
@@ -483,7 +492,7 @@ impl Reasm {
             }
             let v = self.ooo.remove(&k).expect("present");
             let overlap = ((self.nxt() - k) as usize).min(v.len());
-            self.check(k, &v[..overlap]);
+            self.check(k, &v[..overlap], false);
             self.data.extend_from_slice(&v[overlap..]);
         }
     }
