@@ -143,6 +143,9 @@ pub(crate) struct Sent<P> {
     /// larger server retransmission that covers it).
     pub pkt: Option<P>,
     pub tail_skip: u16,
+    /// Declared lost with no copy to repair it from (cache full or off): a hole
+    /// only the server can fill, revealed to it by SACK until it does.
+    pub unrepaired: bool,
 }
 
 /// One subflow of a bonded connection.
@@ -465,6 +468,8 @@ pub(crate) struct Multi<P> {
     /// Sum and count of the cache-size samples taken by the subflow check.
     pub cached_sum: u64,
     pub cached_samples: u64,
+    /// Some segment is an unrepaired hole: server-facing ACKs carry SACK.
+    pub reveal: bool,
 }
 
 impl<P> Multi<P> {
@@ -481,6 +486,7 @@ impl<P> Multi<P> {
             dack_sent: hac_wire::seq::DataSeq(0),
             cached_sum: 0,
             cached_samples: 0,
+            reveal: false,
         }
     }
 
@@ -1058,6 +1064,7 @@ impl<P: PacketBuf> Engine<P> {
                 {
                     f.pkt = Some(pkt.share());
                     f.tail_skip = (end - f_end) as u16;
+                    f.unrepaired = false;
                     added.0 += 1;
                     added.1 += usize::from(f.len);
                     repairs[n] = Some((k as u8, f.seq.0));
@@ -1089,6 +1096,7 @@ impl<P: PacketBuf> Engine<P> {
         let len = usize::from(f.len);
         f.retx = f.retx.saturating_add(1);
         f.sent_at = now;
+        f.unrepaired = false;
         if !f.in_pipe {
             f.in_pipe = true;
             p.inflight_bytes += len as u64;
@@ -1132,6 +1140,7 @@ impl<P: PacketBuf> Engine<P> {
             reinjected: false,
             in_pipe: true,
             tail_skip: 0,
+            unrepaired: false,
             v,
             sent_at: now,
             delivered: p.delivered,
@@ -1653,6 +1662,70 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
+    /// SACK blocks for the server (its sequence space, up to three) while some
+    /// segment is a hole the engine cannot repair (cache full or off, issue 5
+    /// build 3): for each such hole, lowest first, the run of data just above it
+    /// that the client holds (forwarded, and not in flight unacknowledged on any
+    /// subflow). The multipath reordering of repairable data is never revealed
+    /// (R3). Empty, and the flag cleared, once no hole is left.
+    pub(crate) fn mp_reveal_blocks(&mut self, id: u32) -> heapless_blocks::Blocks {
+        let mut out = heapless_blocks::Blocks::default();
+        let Some(c) = self.conn_mut(id) else {
+            return out;
+        };
+        if !c.mp.as_ref().is_some_and(|m| m.reveal) {
+            return out;
+        }
+        let dack = c.c_data_ack.diff(c.e_dsn(0)).max(0) as u64;
+        let base = c.s_isn + 1;
+        let Some(m) = c.mp.as_mut() else { return out };
+        let mut holes: Vec<u64> = Vec::new();
+        let mut missing: Vec<(u64, u64)> = Vec::new();
+        for p in m.paths.iter().filter(|p| p.state != PathState::JoinPending) {
+            for f in p.inflight.iter().filter(|f| !f.sacked) {
+                let (a, b) = (f.v, f.v + u64::from(f.len));
+                if b <= dack {
+                    continue;
+                }
+                missing.push((a, b));
+                if f.unrepaired {
+                    holes.push(b);
+                }
+            }
+        }
+        if holes.is_empty() {
+            m.reveal = false;
+            return out;
+        }
+        holes.sort_unstable();
+        missing.sort_unstable();
+        let top = m.fwd_end;
+        let mut last_end = 0u64;
+        for h in holes {
+            if h < last_end {
+                continue;
+            }
+            // Skip what is still missing right above the hole.
+            let mut s = h;
+            for &(a, b) in &missing {
+                if a <= s && b > s {
+                    s = b;
+                }
+            }
+            let e = missing
+                .iter()
+                .map(|&(a, _)| a)
+                .find(|&a| a > s)
+                .unwrap_or(top)
+                .min(top);
+            if s < e {
+                out.push(base + s as u32, base + e as u32);
+                last_end = e;
+            }
+        }
+        out
+    }
+
     /// Free budget of the subflows the policy places new data on, negative when
     /// they hold more than their budgets: what the server may send beyond what it
     /// has sent so far (before the allowance for its own leg).
@@ -1767,7 +1840,17 @@ impl<P: PacketBuf> Engine<P> {
             // (the client drops data below its DATA_ACK, RFC 8684 §3.3.1).
             (None, true) => &zero,
             (None, false) => {
+                // Only the server can fill this hole: reveal it (RFC 2018 SACK
+                // of what the client holds above it), once per loss.
                 self.counters.cache_misses += 1;
+                let c = self.conn_mut(id)?;
+                let m = c.mp.as_mut()?;
+                let f = &mut m.paths[k].inflight[i];
+                if !f.unrepaired {
+                    f.unrepaired = true;
+                    m.reveal = true;
+                    self.queue(id, Tx::ServerPureAck);
+                }
                 return None;
             }
         };
@@ -1828,6 +1911,7 @@ impl<P: PacketBuf> Engine<P> {
                 reinjected: false,
                 in_pipe: true,
                 tail_skip: 0,
+                unrepaired: false,
                 v,
                 sent_at: now,
                 delivered: q.delivered,
@@ -1955,7 +2039,7 @@ impl<P: PacketBuf> Engine<P> {
 }
 
 /// Up to four SACK blocks without allocation.
-mod heapless_blocks {
+pub(crate) mod heapless_blocks {
     use hac_wire::seq::SeqNum;
 
     #[derive(Debug, Default, Clone, Copy)]
@@ -1974,6 +2058,10 @@ mod heapless_blocks {
 
         pub fn iter(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
             self.b[..self.n].iter().copied()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.n == 0
         }
     }
 }

@@ -355,12 +355,18 @@ impl<P: PacketBuf> Engine<P> {
         } else {
             rescale(c.c_win, c.p_ws)
         };
+        // Holes the engine cannot repair, revealed to the server (build 3).
+        let reveal = if bonded && self.conn(id).is_some_and(|c| c.s_sack) {
+            self.mp_reveal_blocks(id)
+        } else {
+            crate::multipath::heapless_blocks::Blocks::default()
+        };
         let c = self.conn(id).expect("present");
         // Duplicate ACKs are forwarded on a single subflow (the server's fast
         // retransmit needs them); a bonded connection repairs access losses itself,
         // so its duplicates (mostly multipath reordering) stop here (R3). The
         // handshake ACK and subflow-only signals stop here too.
-        let dup = ack == c.p_ack_sent && window == c.p_win_sent;
+        let dup = ack == c.p_ack_sent && window == c.p_win_sent && reveal.is_empty();
         if payload_len == 0 && !fin_out && (subflow_fin || ((handshake_ack || bonded) && dup)) {
             return Action::Consumed;
         }
@@ -387,7 +393,9 @@ impl<P: PacketBuf> Engine<P> {
         // SACK translated where both legs negotiated it: the client's blocks are in
         // our subflow space toward it, the server wants its own space (up to 3 blocks
         // fit behind the timestamps).
-        if c.s_sack
+        if !reveal.is_empty() {
+            n = write_sack(&mut opt_buf, n, 3, reveal.iter());
+        } else if c.s_sack
             && !bonded
             && let Some(blocks) = sack_blocks(seg, pkt.data())
         {

@@ -55,6 +55,11 @@ impl<P: PacketBuf> Engine<P> {
             | Tx::AddAddrEcho(k, ..) => usize::from(k),
             _ => 0,
         };
+        let reveal = if matches!(tx, Tx::ServerPureAck) && self.conn(id)?.s_sack {
+            self.mp_reveal_blocks(id)
+        } else {
+            crate::multipath::heapless_blocks::Blocks::default()
+        };
         let c = self.conn(id)?;
         let mut ob = [0u8; 40];
         let mut b = OptionsBuilder::new(&mut ob);
@@ -121,6 +126,20 @@ impl<P: PacketBuf> Engine<P> {
                         tsval: c.tsval(now),
                         tsecr: c.s_ts_recent,
                     });
+                }
+                if !reveal.is_empty() {
+                    let mut raw = [0u8; 24];
+                    let mut n = 0;
+                    for (l, r) in reveal.iter().take(3) {
+                        raw[n..n + 4].copy_from_slice(&l.0.to_be_bytes());
+                        raw[n + 4..n + 8].copy_from_slice(&r.0.to_be_bytes());
+                        n += 8;
+                    }
+                    if let Ok(blocks) = hac_wire::tcp_options::SackBlocks::new(&raw[..n]) {
+                        let _ = b.push(&TcpOption::NoOperation);
+                        let _ = b.push(&TcpOption::NoOperation);
+                        let _ = b.push(&TcpOption::Sack(blocks));
+                    }
                 }
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
@@ -346,6 +365,20 @@ impl<P: PacketBuf> Engine<P> {
                         tsval: c.tsval(now),
                         tsecr: c.s_ts_recent,
                     });
+                }
+                if !reveal.is_empty() {
+                    let mut raw = [0u8; 24];
+                    let mut n = 0;
+                    for (l, r) in reveal.iter().take(3) {
+                        raw[n..n + 4].copy_from_slice(&l.0.to_be_bytes());
+                        raw[n + 4..n + 8].copy_from_slice(&r.0.to_be_bytes());
+                        n += 8;
+                    }
+                    if let Ok(blocks) = hac_wire::tcp_options::SackBlocks::new(&raw[..n]) {
+                        let _ = b.push(&TcpOption::NoOperation);
+                        let _ = b.push(&TcpOption::NoOperation);
+                        let _ = b.push(&TcpOption::Sack(blocks));
+                    }
                 }
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);

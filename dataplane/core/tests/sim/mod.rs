@@ -140,6 +140,8 @@ pub struct Pkt {
     pub ws: Option<u8>,
     pub sack_perm: bool,
     pub sack: bool,
+    /// The SACK option's blocks (left, right).
+    pub sack_blocks: Vec<(SeqNum, SeqNum)>,
     pub ts: Option<(u32, u32)>,
     pub fast_open: bool,
     pub other_kinds: Vec<u8>,
@@ -247,6 +249,7 @@ pub fn parse(b: &[u8]) -> Result<Pkt, String> {
         ws: None,
         sack_perm: false,
         sack: false,
+        sack_blocks: Vec::new(),
         ts: None,
         fast_open: false,
         other_kinds: Vec::new(),
@@ -259,7 +262,10 @@ pub fn parse(b: &[u8]) -> Result<Pkt, String> {
             TcpOption::Mss(m) => p.mss = Some(m),
             TcpOption::WindowScale(w) => p.ws = Some(w),
             TcpOption::SackPermitted => p.sack_perm = true,
-            TcpOption::Sack(_) => p.sack = true,
+            TcpOption::Sack(b) => {
+                p.sack = true;
+                p.sack_blocks = (0..b.len()).filter_map(|i| b.get(i)).collect();
+            }
             TcpOption::Timestamps { tsval, tsecr } => p.ts = Some((tsval, tsecr)),
             TcpOption::FastOpen(_) => p.fast_open = true,
             TcpOption::Mptcp(raw) => {
@@ -432,6 +438,27 @@ pub struct Reasm {
 impl Reasm {
     pub fn nxt(&self) -> u64 {
         self.data.len() as u64
+    }
+
+    /// Whether every byte of `[l, r)` has arrived (in order or above a hole).
+    pub fn holds(&self, l: u64, r: u64) -> bool {
+        let mut at = l;
+        if at < self.nxt() {
+            at = self.nxt();
+        }
+        while at < r {
+            let covering = self
+                .ooo
+                .range(..=at)
+                .map(|(&k, v)| k + v.len() as u64)
+                .filter(|&e| e > at)
+                .max();
+            match covering {
+                Some(e) => at = e,
+                None => return false,
+            }
+        }
+        true
     }
 
     fn check(&mut self, off: u64, bytes: &[u8], late: bool) {
@@ -1591,6 +1618,9 @@ pub struct ServerCfg {
     /// acknowledged (slow start) up to `window_segments` and never reduced by
     /// loss; 0: the whole window at once.
     pub initial_window: u64,
+    /// Retransmit the first hole when a SACK block shows data above it (once per
+    /// cumulative ACK, RFC 6675's first loss; the RTO remains the backstop).
+    pub sack_recovery: bool,
     pub seed: u64,
 }
 
@@ -1607,6 +1637,7 @@ impl ServerCfg {
             window_segments: 16,
             slow_start_after_rto: false,
             initial_window: 0,
+            sack_recovery: false,
             seed: 2,
         }
     }
@@ -1654,9 +1685,12 @@ pub struct Server {
     pub anomalies: Vec<String>,
     pub rst: Option<Pkt>,
     pub received: Vec<Pkt>,
-    /// Data segments and FINs sent again (every one is an RTO retransmission: the
-    /// model has no fast retransmit).
+    /// Data segments and FINs sent again (by the RTO, or by SACK recovery when
+    /// enabled: also counted in `sack_retransmits`).
     pub retransmits: u64,
+    pub sack_retransmits: u64,
+    /// The cumulative ACK at which SACK recovery last resent.
+    sack_rexmit_at: Option<u64>,
     /// Congestion window in segments (only below `window_segments` after an RTO
     /// with `slow_start_after_rto`).
     cwnd: u64,
@@ -1696,6 +1730,8 @@ impl Server {
             rst: None,
             received: Vec::new(),
             retransmits: 0,
+            sack_retransmits: 0,
+            sack_rexmit_at: None,
             cwnd: if cfg.initial_window == 0 {
                 cfg.window_segments
             } else {
@@ -2017,6 +2053,26 @@ impl Server {
                 progress = true;
             }
             self.peer_wnd = u64::from(p.window) << self.peer_ws;
+            if self.cfg.sack_recovery
+                && self.sack_rexmit_at != Some(self.una)
+                && let Some(left) = p
+                    .sack_blocks
+                    .iter()
+                    .map(|&(l, _)| i64::from(l.diff(self.isn + 1)))
+                    .filter(|&l| l > self.una as i64)
+                    .min()
+            {
+                let end = (left as u64)
+                    .min(self.snd_max)
+                    .min(self.una + self.seg_size());
+                if end > self.una {
+                    self.sack_rexmit_at = Some(self.una);
+                    self.retransmits += 1;
+                    self.sack_retransmits += 1;
+                    let seq = self.seq_of(self.una);
+                    self.send(now, seq, Flags::ACK, Some((self.una, end - self.una)));
+                }
+            }
         }
         if progress {
             self.rto_us = self.cfg.min_rto_us;

@@ -808,6 +808,30 @@ impl MpClient {
         self.want_close = true;
     }
 
+    /// Whether the client holds every byte of data offsets `[l, r)`: at the data
+    /// level (in order or above a hole), or queued on a subflow above a subflow
+    /// hole under a mapping that covers it (what a SACK may report, RFC 2018).
+    pub fn holds_data(&self, l: u64, r: u64) -> bool {
+        let mut covered: Vec<(u64, u64)> = vec![(0, self.rx.nxt())];
+        for sub in &self.subs {
+            for (&ssn, &(dsn, len)) in &sub.maps {
+                let o = u64::from(ssn.wrapping_sub(1));
+                let d = dsn.diff(self.remote_idsn + 1);
+                if d >= 0 && sub.rx.holds(o, o + u64::from(len)) {
+                    covered.push((d as u64, d as u64 + u64::from(len)));
+                }
+            }
+        }
+        covered.sort_unstable();
+        let mut at = l;
+        for (a, b) in covered {
+            if a <= at && b > at {
+                at = b;
+            }
+        }
+        at >= r || self.rx.holds(at, r)
+    }
+
     /// The Convert reply, once complete.
     pub fn reply(&self) -> Option<&[u8]> {
         let n = convert_len(&self.rx.data)?;
@@ -2448,6 +2472,21 @@ impl MpSim {
                 {
                     self.anomalies
                         .push(format!("engine @{now}: core packet {} -> {}", p.src, p.dst));
+                }
+                // R2: a SACK block toward the server covers only bytes the client
+                // holds at the data level.
+                let base = self.server.isn + 1;
+                let n = convert_len(&self.client.rx.data).unwrap_or(0) as u64;
+                for &(l, r) in &p.sack_blocks {
+                    let (ol, or) = (
+                        u64::from(l.0.wrapping_sub(base.0)),
+                        u64::from(r.0.wrapping_sub(base.0)),
+                    );
+                    if or <= ol || !self.client.holds_data(ol + n, or + n) {
+                        self.anomalies.push(format!(
+                            "engine @{now}: SACK {ol}..{or} of server bytes the client does not hold"
+                        ));
+                    }
                 }
                 self.e2s.send(now, bytes);
             }
