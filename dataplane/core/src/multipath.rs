@@ -356,6 +356,15 @@ impl<P> Path<P> {
                 u64::MAX
             };
         }
+        // The initial window never counts as a queue: a rate measured while the
+        // server's window was small (BBR's 2 × rate × the fast path's RTT, a short
+        // flow) is far below the link's, and counting a few segments as queued at
+        // that rate sent every other segment of a two-segment window to the slow
+        // subflow (simulator: half the bytes over a 50 ms path while a 1 ms one
+        // idled).
+        if self.inflight_bytes + len <= IW_BYTES {
+            return 0;
+        }
         let pipe = self.bw * self.min_rtt_us / 1_000_000;
         (self.inflight_bytes + len).saturating_sub(pipe) * 1_000_000 / self.bw
     }
@@ -445,6 +454,64 @@ impl<P> Path<P> {
     }
 }
 
+/// Send-time records of one bonded connection's new data, for ACK equalisation.
+const HOLD_RING: usize = 64;
+
+/// ACK equalisation over very unequal delays: the server's ACK for bytes the
+/// engine forwarded at `t` is released no earlier than `t + H`, H = 3/4 of the
+/// slowest usable subflow's minimum RTT. A server whose window is its rate ×
+/// its *minimum* RTT (BBR) otherwise sizes it from the fast subflow's RTT (a
+/// fast-path byte is acknowledged in a few ms) and can never fill the slow one.
+#[derive(Debug)]
+pub(crate) struct AckHold {
+    /// (end index of the bytes forwarded so far, when), oldest first.
+    ring: [(u64, u64); HOLD_RING],
+    head: usize,
+    len: usize,
+    /// Bytes below this index may be acknowledged now.
+    released: u64,
+}
+
+impl AckHold {
+    fn new(released: u64) -> Box<Self> {
+        Box::new(AckHold {
+            ring: [(0, 0); HOLD_RING],
+            head: 0,
+            len: 0,
+            released,
+        })
+    }
+
+    /// Bytes up to `end` forwarded at `now`; records at least `spacing` apart
+    /// (a later byte may be released up to `spacing` early).
+    fn push(&mut self, end: u64, now: u64, spacing: u64) {
+        if self.len > 0 {
+            let last = (self.head + self.len - 1) % HOLD_RING;
+            if self.len == HOLD_RING || now.saturating_sub(self.ring[last].1) < spacing {
+                self.ring[last].0 = self.ring[last].0.max(end);
+                return;
+            }
+        }
+        let at = (self.head + self.len) % HOLD_RING;
+        self.ring[at] = (end, now);
+        self.len += 1;
+    }
+
+    /// Releases what was forwarded at least `hold` ago; the next release time.
+    fn release(&mut self, now: u64, hold: u64) -> Option<u64> {
+        while self.len > 0 {
+            let (end, t) = self.ring[self.head];
+            if t + hold > now {
+                return Some(t + hold);
+            }
+            self.released = self.released.max(end);
+            self.head = (self.head + 1) % HOLD_RING;
+            self.len -= 1;
+        }
+        None
+    }
+}
+
 /// The multipath state of a bonded connection.
 #[derive(Debug)]
 pub(crate) struct Multi<P> {
@@ -470,9 +537,31 @@ pub(crate) struct Multi<P> {
     pub cached_samples: u64,
     /// Some segment is an unrepaired hole: server-facing ACKs carry SACK.
     pub reveal: bool,
+    /// ACK equalisation, once the subflows' delays are far apart.
+    pub hold: Option<Box<AckHold>>,
 }
 
 impl<P> Multi<P> {
+    /// The ACK hold for the current subflows: 3/4 of the slowest usable
+    /// subflow's minimum RTT when it is at least four times the fastest's and
+    /// 20 ms more; 0 (no hold) otherwise.
+    pub fn hold_us(&self) -> u64 {
+        let mut lo = u64::MAX;
+        let mut hi = 0;
+        for p in self.paths.iter().filter(|p| p.usable() && !p.backup) {
+            if p.min_rtt_us == 0 {
+                return 0;
+            }
+            lo = lo.min(p.min_rtt_us);
+            hi = hi.max(p.min_rtt_us);
+        }
+        if lo != u64::MAX && hi >= 4 * lo && hi >= lo + 20_000 {
+            hi * 3 / 4
+        } else {
+            0
+        }
+    }
+
     pub fn new(path0: Path<P>, fwd_end: u64) -> Self {
         Multi {
             paths: vec![path0],
@@ -487,6 +576,7 @@ impl<P> Multi<P> {
             cached_sum: 0,
             cached_samples: 0,
             reveal: false,
+            hold: None,
         }
     }
 
@@ -1152,6 +1242,17 @@ impl<P: PacketBuf> Engine<P> {
         p.inflight_bytes += u64::from(len);
         p.bytes_sent += u64::from(len);
         let m = c.mp.as_mut().expect("bonded");
+        if v + u64::from(len) > m.fwd_end {
+            let h = m.hold_us();
+            if h > 0 || m.hold.is_some() {
+                let fwd = m.fwd_end;
+                m.hold.get_or_insert_with(|| AckHold::new(fwd)).push(
+                    v + u64::from(len),
+                    now.0,
+                    (h / 32).max(1_000),
+                );
+            }
+        }
         m.fwd_end = m.fwd_end.max(v + u64::from(len));
         if cache {
             m.cached += len as usize;
@@ -1601,6 +1702,17 @@ impl<P: PacketBuf> Engine<P> {
         if busy {
             self.arm_tick(id, now);
         }
+        // ACK equalisation: what has waited long enough goes to the server.
+        if self
+            .conn(id)
+            .and_then(|c| c.mp.as_ref())
+            .is_some_and(|m| m.hold.is_some())
+        {
+            let ack = self.mp_server_ack(id, now);
+            if self.conn(id).is_some_and(|c| ack.diff(c.p_ack_sent) > 0) {
+                self.queue(id, Tx::ServerPureAck);
+            }
+        }
     }
 
     // ----------------------------------------------------------- client side
@@ -1660,6 +1772,37 @@ impl<P: PacketBuf> Engine<P> {
             self.cache_segments = self.cache_segments.saturating_sub(segs);
             self.cache_bytes = self.cache_bytes.saturating_sub(m.cached);
         }
+    }
+
+    /// The cumulative ACK for the server: the client's DATA_ACK, held back while
+    /// ACK equalisation applies (see [`AckHold`]); arms the connection's tick for
+    /// the next release.
+    pub(crate) fn mp_server_ack(&mut self, id: u32, now: Instant) -> SeqNum {
+        let Some(c) = self.conn_mut(id) else {
+            return SeqNum(0);
+        };
+        let ack = c.server_ack_from_data_ack(c.c_data_ack);
+        let base = c.s_isn + 1;
+        let Some(m) = c.mp.as_mut() else { return ack };
+        let h = m.hold_us();
+        let Some(hold) = m.hold.as_mut() else {
+            return ack;
+        };
+        // No hold (the delays came closer, or a subflow went quiet): all of it.
+        let next = hold.release(now.0, h);
+        let released = base + hold.released as u32;
+        // Nothing left waiting: the ACK goes as it is (a FIN's octet included).
+        if next.is_none() || released.diff(ack) >= 0 {
+            return ack;
+        }
+        if let Some(at) = next {
+            let at = Instant(at);
+            if m.tick_at.get().is_none_or(|t| t > at) {
+                m.tick_at = Deadline::at(at);
+                self.arm_at(id, at);
+            }
+        }
+        released
     }
 
     /// SACK blocks for the server (its sequence space, up to three) while some

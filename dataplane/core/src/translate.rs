@@ -346,14 +346,17 @@ impl<P: PacketBuf> Engine<P> {
                 }
             }
         }
-        let c = self.conn(id).expect("present");
         // Nothing for the server: a pure subflow FIN, or a duplicate ACK carrying
         // only MPTCP signalling.
-        let ack = c.server_ack_from_data_ack(c.c_data_ack);
-        let window = if bonded {
-            self.mp_server_window(id, ack)
+        let (ack, window) = if bonded {
+            let ack = self.mp_server_ack(id, now);
+            (ack, self.mp_server_window(id, ack))
         } else {
-            rescale(c.c_win, c.p_ws)
+            let c = self.conn(id).expect("present");
+            (
+                c.server_ack_from_data_ack(c.c_data_ack),
+                rescale(c.c_win, c.p_ws),
+            )
         };
         // Holes the engine cannot repair, revealed to the server (build 3).
         let reveal = if bonded && self.conn(id).is_some_and(|c| c.s_sack) {

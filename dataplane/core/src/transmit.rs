@@ -55,6 +55,14 @@ impl<P: PacketBuf> Engine<P> {
             | Tx::AddAddrEcho(k, ..) => usize::from(k),
             _ => 0,
         };
+        // A bonded connection's ACK and window (the window's right edge is the
+        // subflows' free room, not the last window value moved with the ACK).
+        let bonded_ack = if matches!(tx, Tx::ServerPureAck) && self.conn(id)?.mp.is_some() {
+            let a = self.mp_server_ack(id, now);
+            Some((a, self.mp_server_window(id, a)))
+        } else {
+            None
+        };
         let reveal = if matches!(tx, Tx::ServerPureAck) && self.conn(id)?.s_sack {
             self.mp_reveal_blocks(id)
         } else {
@@ -382,12 +390,14 @@ impl<P: PacketBuf> Engine<P> {
                 }
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
-                let a = c.server_ack_from_data_ack(c.c_data_ack);
-                let w = if c.p_win_sent == 0 {
-                    rescale(c.c_win, c.p_ws)
-                } else {
-                    c.p_win_sent
-                };
+                let (a, w) = bonded_ack.unwrap_or_else(|| {
+                    let w = if c.p_win_sent == 0 {
+                        rescale(c.c_win, c.p_ws)
+                    } else {
+                        c.p_win_sent
+                    };
+                    (c.server_ack_from_data_ack(c.c_data_ack), w)
+                });
                 (seq, ack, flags, window, payload) =
                     (c.p_snd_nxt.max(c.p_seq(0)), a, Flags::ACK, w, &[]);
             }
@@ -458,6 +468,11 @@ impl<P: PacketBuf> Engine<P> {
                 if ack.diff(l.c_ack_sent) > 0 {
                     l.c_ack_sent = ack;
                 }
+            }
+            if matches!(tx, Tx::ServerPureAck) {
+                // What the server last heard (duplicate suppression, held ACKs).
+                c.p_ack_sent = ack;
+                c.p_win_sent = window;
             }
             let is_rst = |t: Tx| matches!(t, Tx::ClientRst | Tx::ServerRst | Tx::PathRst(_));
             if is_rst(tx) && !self.txq.iter().any(|&(i, _, t)| i == id && is_rst(t)) {

@@ -1420,3 +1420,56 @@ fn server_retransmission_avoids_a_dead_subflow_when_the_cache_is_full() {
         s.summary()
     );
 }
+
+/// ACK equalisation: over subflows of very unequal delay (1 ms vs 50 ms one way)
+/// the server never measures a round trip much below the slow subflow's once
+/// both are known, so a server that sizes its window from its minimum RTT (BBR)
+/// keeps enough in flight for the slow one; over equal delays nothing is held.
+/// The server's window is two segments, which the fast subflow carries alone
+/// (without the hold the server measures 22 ms here).
+#[test]
+fn ack_hold_equalises_the_servers_rtt_over_unequal_delays() {
+    let min_rtt_after = |paths: Vec<PathSpec>| {
+        let mut st = setup(false, paths);
+        // A small window, as BBR's 2 × rate × minimum RTT of the fast path: all
+        // of it fits on the fast subflow unless the server is told otherwise.
+        st.server.window_segments = 2;
+        let mut s = conn_joined(st);
+        let t0 = s.now;
+        let n = 1 << 20;
+        transfer(&mut s, &pattern(1_000, 61), &pattern(n, 62), 60 * SEC);
+        // From a second in: both subflows measured by then.
+        let v: Vec<u64> = s
+            .server
+            .rtt_samples
+            .iter()
+            .filter(|&&(t, _)| t > t0 + SEC)
+            .map(|&(_, r)| r)
+            .collect();
+        eprintln!(
+            "downstream shares {:.2} / {:.2}",
+            down_share(&s, 0),
+            down_share(&s, 1)
+        );
+        assert!(v.len() > 100, "{} samples", v.len());
+        *v.iter().min().expect("samples")
+    };
+    let unequal = min_rtt_after(vec![
+        PathSpec::symmetric(10, 1),
+        PathSpec::symmetric(10, 50),
+    ]);
+    let equal = min_rtt_after(vec![
+        PathSpec::symmetric(10, 20),
+        PathSpec::symmetric(10, 20),
+    ]);
+    eprintln!(
+        "server's minimum RTT sample: {} ms (1 vs 50 ms), {} ms (20 vs 20 ms)",
+        unequal / MS,
+        equal / MS
+    );
+    // 3/4 of the slow subflow's 102 ms, plus the 20 ms server leg (without the
+    // hold: the fast subflow's 2 ms plus the server leg).
+    assert!(unequal >= 90 * MS, "{} us", unequal);
+    // Equal delays: no hold; a path's 40 ms plus the server leg and queueing.
+    assert!(equal < 100 * MS, "{} us", equal);
+}

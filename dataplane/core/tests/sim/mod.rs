@@ -1691,6 +1691,12 @@ pub struct Server {
     pub sack_retransmits: u64,
     /// The cumulative ACK at which SACK recovery last resent.
     sack_rexmit_at: Option<u64>,
+    /// End offset of each data segment → when it was sent, and whether more
+    /// than once (Karn: no RTT sample from those).
+    sent: BTreeMap<u64, (u64, bool)>,
+    /// RTT samples as a Linux sender takes them for its congestion control
+    /// (time, RTT): from the most recently sent segment an ACK newly covers.
+    pub rtt_samples: Vec<(u64, u64)>,
     /// Congestion window in segments (only below `window_segments` after an RTO
     /// with `slow_start_after_rto`).
     cwnd: u64,
@@ -1732,6 +1738,8 @@ impl Server {
             retransmits: 0,
             sack_retransmits: 0,
             sack_rexmit_at: None,
+            sent: BTreeMap::new(),
+            rtt_samples: Vec::new(),
             cwnd: if cfg.initial_window == 0 {
                 cfg.window_segments
             } else {
@@ -1888,9 +1896,11 @@ impl Server {
                 .min(total - self.snd_nxt)
                 .min(wnd - inflight);
             let seq = self.seq_of(self.snd_nxt);
-            if self.snd_nxt < self.snd_max {
+            let again = self.snd_nxt < self.snd_max;
+            if again {
                 self.retransmits += 1;
             }
+            self.sent.insert(self.snd_nxt + l, (now, again));
             self.send(now, seq, Flags::ACK | Flags::PSH, Some((self.snd_nxt, l)));
             self.snd_nxt += l;
             self.snd_max = self.snd_max.max(self.snd_nxt);
@@ -2044,6 +2054,11 @@ impl Server {
                 self.anomaly(now, format!("ACK {off} beyond {}", self.snd_max));
             } else if off > self.una as i64 {
                 let acked = off as u64 - self.una;
+                let newest = self.sent.range(..=off as u64).next_back().map(|(_, &v)| v);
+                if let Some((t, false)) = newest {
+                    self.rtt_samples.push((now, now - t));
+                }
+                self.sent = self.sent.split_off(&(off as u64 + 1));
                 self.una = off as u64;
                 // An ACK for data sent before an RTO rewound `snd_nxt`.
                 self.snd_nxt = self.snd_nxt.max(self.una);
