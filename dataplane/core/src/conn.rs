@@ -104,6 +104,11 @@ impl Deadline {
     }
 }
 
+/// Transmissions of an ADD_ADDR before it is given up unanswered (the first and
+/// three retransmissions, at the connection's retransmission timeout, RFC 8684
+/// §3.4.1: "retransmit ... if the echo is not received").
+pub(crate) const ADD_ADDR_TRIES: u8 = 4;
+
 /// Convert replies up to this length are stored in the connection itself (a bare
 /// reply is 4 bytes); longer ones live in the [`Handshake`] box until acknowledged.
 pub(crate) const REPLY_INLINE: usize = 8;
@@ -127,6 +132,12 @@ pub(crate) struct Handshake<P> {
     pub reply_info: bool,
     /// Extended Connect: the reply carries the server's SYN-ACK options.
     pub reply_extended: bool,
+    /// Our ADD_ADDR announcements (RFC 8684 §3.4.1) not yet echoed by the client:
+    /// bit i is `EngineConfig::announce[i]` (address ID i + 1). Kept here, out of
+    /// line, for the few round trips the exchange takes (the box stays until then).
+    pub adv_pending: u8,
+    /// ADD_ADDR transmissions so far (bounded by [`ADD_ADDR_TRIES`]).
+    pub adv_tries: u8,
 }
 
 impl<P> Handshake<P> {
@@ -139,6 +150,8 @@ impl<P> Handshake<P> {
             reply: Box::default(),
             reply_info: false,
             reply_extended: false,
+            adv_pending: 0,
+            adv_tries: 0,
         }
     }
 }
@@ -345,6 +358,11 @@ impl<P> Conn<P> {
         self.hs.as_ref().is_some_and(|h| h.held_syn.is_some())
     }
 
+    /// Our ADD_ADDR announcements still waiting for their echo (bit per entry).
+    pub fn adv_pending(&self) -> u8 {
+        self.hs.as_ref().map_or(0, |h| h.adv_pending)
+    }
+
     /// Drops the held client SYN.
     pub fn drop_held_syn(&mut self) {
         if let Some(h) = self.hs.as_mut() {
@@ -368,6 +386,7 @@ impl<P> Conn<P> {
             && h.held_syn.is_none()
             && h.held_server.is_empty()
             && (self.reply_acked || usize::from(self.reply_len) <= REPLY_INLINE)
+            && h.adv_pending == 0
         {
             self.hs = None;
         }

@@ -220,6 +220,21 @@ pub struct Counters {
     pub cache_peak_sum: u64,
     pub cache_mean_sum: u64,
     pub cache_peak_max: u64,
+    /// Our ADD_ADDR announcements sent (retransmissions included), echoed by the
+    /// client, and given up on unanswered (RFC 8684 §3.4.1).
+    pub add_addr_sent: u64,
+    pub add_addr_echoed: u64,
+    pub add_addr_unanswered: u64,
+    /// Client mappings whose DSS checksum verified (RFC 8684 §3.3.1), and mappings
+    /// that could not be verified because a segment of theirs arrived after a hole
+    /// (the running sum is kept in order only). Failures count as
+    /// [`DropReason::DssChecksum`] drops.
+    pub dss_checksum_ok: u64,
+    pub dss_checksum_unverified: u64,
+    /// MP_FAIL sent (checksum failure on a lone subflow: fallback, RFC 8684 §3.7)
+    /// and received from clients.
+    pub mp_fail_sent: u64,
+    pub mp_fail_received: u64,
 }
 
 impl Counters {

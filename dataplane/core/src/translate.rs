@@ -93,6 +93,8 @@ impl<P: PacketBuf> Engine<P> {
         let mut prio: Option<bool> = None;
         let mut removed: [Option<u8>; 8] = [None; 8];
         let mut add_addr: Option<(u8, core::net::IpAddr, Option<u16>)> = None;
+        let mut echo: Option<(u8, core::net::IpAddr, Option<u16>)> = None;
+        let mut mp_fail: Option<DataSeq> = None;
         // ---- MPTCP options (RFC 8684 §3.3) ----
         let mut dss: Option<DssRepr> = None;
         let mut implicit: Option<(u16, Option<u16>)> = None;
@@ -115,6 +117,9 @@ impl<P: PacketBuf> Engine<P> {
                     Ok(MptcpOption::AddAddr(a)) if !a.is_echo() => {
                         add_addr = Some((a.addr_id, a.addr, a.port));
                     }
+                    // The echo of one of our announcements (§3.4.1): it arrived.
+                    Ok(MptcpOption::AddAddr(a)) => echo = Some((a.addr_id, a.addr, a.port)),
+                    Ok(MptcpOption::MpFail(f)) => mp_fail = Some(f.dsn),
                     Ok(MptcpOption::RemoveAddr(r)) => {
                         for (slot, id) in removed.iter_mut().zip(r.addr_ids.iter()) {
                             *slot = Some(*id);
@@ -270,8 +275,11 @@ impl<P: PacketBuf> Engine<P> {
                 // The application bytes of the SYN may still be unacknowledged
                 // by the server: their retransmission timer stays armed.
                 if !c.has_held_syn() {
-                    c.rto_at = Deadline::NONE;
                     c.retries = 0;
+                    // Our ADD_ADDRs still waiting for their echo keep it armed.
+                    if c.adv_pending() == 0 {
+                        c.rto_at = Deadline::NONE;
+                    }
                 }
             }
         }
@@ -329,6 +337,9 @@ impl<P: PacketBuf> Engine<P> {
         }
         if let Some((addr_id, addr, port)) = add_addr {
             self.queue(id, Tx::AddAddrEcho(k as u8, addr_id, addr, port));
+        }
+        if let Some((addr_id, addr, _)) = echo {
+            self.add_addr_echoed(id, addr_id, addr);
         }
         if closed {
             self.finish(id, now);
@@ -454,7 +465,7 @@ impl<P: PacketBuf> Engine<P> {
                 c.s_ack = seg.ack;
                 if c.has_held_syn() && seg.ack.diff(c.p_isn + 1 + c.app_len) >= 0 {
                     c.drop_held_syn();
-                    if c.reply_acked || !c.mptcp {
+                    if (c.reply_acked || !c.mptcp) && c.adv_pending() == 0 {
                         c.rto_at = Deadline::NONE;
                     }
                     c.release_handshake();
@@ -753,6 +764,25 @@ impl<P: PacketBuf> Engine<P> {
             // Our subflow FIN is ours to deliver: retransmitted until acked
             // (RFC 9293 §3.10.4, RFC 8684 §3.3.3).
             self.arm_rto(id, now);
+        }
+    }
+
+    /// The client echoed an ADD_ADDR (RFC 8684 §3.4.1): if it is one of ours (same
+    /// address ID and address), it is no longer re-sent.
+    fn add_addr_echoed(&mut self, id: u32, addr_id: u8, addr: core::net::IpAddr) {
+        let Some(i) = addr_id.checked_sub(1).map(usize::from) else {
+            return;
+        };
+        if i >= 8 || self.cfg.announce.get(i).is_none_or(|a| a.addr != addr) {
+            return;
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        if let Some(h) = c.hs.as_mut()
+            && h.adv_pending & 1 << i != 0
+        {
+            h.adv_pending &= !(1 << i);
+            c.release_handshake();
+            self.counters.add_addr_echoed += 1;
         }
     }
 

@@ -163,8 +163,15 @@ impl<P: PacketBuf> Engine<P> {
                     (c.c_offered_ws && full).then_some(c.leg.e_ws),
                 );
                 let reply: &[u8] = if c.mptcp {
+                    // RFC 8684 §3.1: A = checksums; C = no joins to this address.
                     let flags = MpCapableFlags(
-                        MpCapableFlags::H | if c.csum { MpCapableFlags::A } else { 0 },
+                        MpCapableFlags::H
+                            | if c.csum { MpCapableFlags::A } else { 0 }
+                            | if self.cfg.no_joins_to_initial_address {
+                                MpCapableFlags::C
+                            } else {
+                                0
+                            },
                     );
                     let m = MpCapableRepr {
                         version: 1,
@@ -263,6 +270,57 @@ impl<P: PacketBuf> Engine<P> {
                 (seq, ack, flags, window, payload) = (
                     seq0,
                     c.subflow_ack(kk),
+                    Flags::ACK,
+                    rescale(c.s_win, leg.e_ws),
+                    &[],
+                );
+            }
+            Tx::AddAddr(_) | Tx::MpFail => {
+                // A pure ACK on the initial subflow with the timestamps and the
+                // option alone (no DSS: an IPv6 ADD_ADDR fills the rest).
+                let leg = c.legk(0);
+                if leg.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: leg.c_ts_recent,
+                    });
+                }
+                let mut o = [0u8; 30];
+                let n = if let Tx::AddAddr(i) = tx {
+                    let a = self.cfg.announce.get(usize::from(i))?;
+                    let addr_id = i + 1;
+                    // RFC 8684 §3.4.1: HMAC-SHA256 keyed with our key ‖ the client's
+                    // over ID ‖ address ‖ port (two zero bytes without a port),
+                    // rightmost 64 bits.
+                    let hmac = hac_wire::crypto::add_addr_hmac(
+                        c.local_key,
+                        c.client_key,
+                        addr_id,
+                        a.addr,
+                        a.port,
+                    );
+                    AddAddrRepr {
+                        addr_id,
+                        addr: a.addr,
+                        port: a.port,
+                        hmac: Some(hmac),
+                    }
+                    .emit(&mut o)
+                } else {
+                    // RFC 8684 §3.7: the DSN of the start of the failed mapping.
+                    let dsn = c.leg.mapping.map_or(c.c_dsn_nxt, |m| m.dsn);
+                    hac_wire::mptcp::MpFailRepr { dsn }.emit(&mut o)
+                };
+                if let Ok(n) = n {
+                    b.push_raw(&o[..n]).ok()?;
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
+                (seq, ack, flags, window, payload) = (
+                    leg.e_snd_nxt,
+                    c.subflow_ack(0),
                     Flags::ACK,
                     rescale(c.s_win, leg.e_ws),
                     &[],

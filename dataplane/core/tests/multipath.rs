@@ -1303,3 +1303,180 @@ fn repair_cache_full_falls_back_to_the_server() {
     let s = lossy_download_without_cache(true, 2 * 1448, 43);
     assert!(s.engine.counters().cache_full > 0, "the cache never filled");
 }
+
+// ------------------------------------------------------------------ our ADD_ADDR, flag C
+
+/// A second converter address of each family, announced with ADD_ADDR.
+const SECOND_V4: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 9, 1));
+const SECOND_V6: std::net::IpAddr =
+    std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1));
+
+/// The engine with the second addresses as service addresses, announced (v4 as
+/// address ID 1, v6 as ID 2), and flag C as asked.
+fn announcing(v6: bool, paths: Vec<PathSpec>, c_flag: bool, v4_port: Option<u16>) -> MpSetup {
+    let mut st = setup(v6, paths);
+    st.engine.service_addrs.extend([SECOND_V4, SECOND_V6]);
+    st.engine.announce = vec![
+        hac_core::Announce {
+            addr: SECOND_V4,
+            port: v4_port,
+        },
+        hac_core::Announce {
+            addr: SECOND_V6,
+            port: None,
+        },
+    ];
+    st.engine.no_joins_to_initial_address = c_flag;
+    st
+}
+
+/// HMAC-SHA256 (RFC 2104) written out here from SHA-256 alone, so that the ADD_ADDR
+/// check does not share code with the engine's `hac_wire::crypto`.
+fn hmac_sha256_rfc2104(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// RFC 8684 §3.4.1, from the text: key = sender's key ‖ receiver's key; message =
+/// Address ID ‖ address ‖ port (two zero bytes when the option has no port);
+/// truncated to the rightmost 64 bits.
+fn rfc_add_addr_hmac(
+    sender_key: u64,
+    receiver_key: u64,
+    id: u8,
+    addr: std::net::IpAddr,
+    port: Option<u16>,
+) -> u64 {
+    let mut key = sender_key.to_be_bytes().to_vec();
+    key.extend_from_slice(&receiver_key.to_be_bytes());
+    let mut msg = vec![id];
+    match addr {
+        std::net::IpAddr::V4(a) => msg.extend_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => msg.extend_from_slice(&a.octets()),
+    }
+    msg.extend_from_slice(&port.unwrap_or(0).to_be_bytes());
+    let h = hmac_sha256_rfc2104(&key, &msg);
+    u64::from_be_bytes(h[24..].try_into().unwrap())
+}
+
+/// RFC 8684 §3.1: flag C in our MP_CAPABLE SYN-ACK exactly when configured.
+#[test]
+fn c_flag_is_set_only_when_configured() {
+    for c in [false, true] {
+        let s = conn_joined(announcing(false, vec![dsl()], c, None));
+        let flags = s.client.synack_flags.expect("MP_CAPABLE SYN-ACK");
+        assert_eq!(
+            flags.0 & hac_wire::mptcp::MpCapableFlags::C != 0,
+            c,
+            "C flag with no_joins_to_initial_address = {c}: {flags:?}"
+        );
+        assert!(flags.0 & hac_wire::mptcp::MpCapableFlags::H != 0);
+    }
+}
+
+/// RFC 8684 §3.4.1: once established, the engine announces its other address of
+/// the connection's family (not the one the client connected to, not the other
+/// family), once, with the truncated HMAC of the RFC; the client's echo ends it.
+fn add_addr_announced_once_and_echoed(v6: bool) {
+    let mut s = conn_joined(announcing(v6, vec![dsl()], false, None));
+    transfer(&mut s, &pattern(50_000, 1), &pattern(200_000, 2), 20 * SEC);
+    s.run_for(30 * SEC);
+    let (id, addr) = if v6 { (2, SECOND_V6) } else { (1, SECOND_V4) };
+    let got = &s.client.add_addrs;
+    assert_eq!(got.len(), 1, "one ADD_ADDR, echoed at once: {got:?}");
+    let (at, sub, a) = got[0];
+    assert_eq!(sub, 0, "on the initial subflow");
+    assert!(
+        s.client.subs[0].established_at.is_some_and(|e| at >= e),
+        "ADD_ADDR before the connection was established"
+    );
+    assert_eq!((a.addr_id, a.addr, a.port), (id, addr, None));
+    let want = rfc_add_addr_hmac(s.client.remote_key, s.client.key, id, addr, None);
+    assert_eq!(a.hmac, Some(want), "truncated HMAC (RFC 8684 §3.4.1)");
+    let c = s.engine.counters();
+    assert_eq!(
+        (c.add_addr_sent, c.add_addr_echoed, c.add_addr_unanswered),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn add_addr_is_announced_once_with_the_rfc_hmac_and_echoed_v4() {
+    add_addr_announced_once_and_echoed(false);
+}
+
+#[test]
+fn add_addr_is_announced_once_with_the_rfc_hmac_and_echoed_v6() {
+    add_addr_announced_once_and_echoed(true);
+}
+
+/// A port in the announcement is in the HMAC's message.
+#[test]
+fn add_addr_with_a_port_carries_it_in_the_hmac() {
+    let mut s = conn_joined(announcing(false, vec![dsl()], false, Some(6000)));
+    s.run_for(2 * SEC);
+    let (_, _, a) = s.client.add_addrs[0];
+    assert_eq!(a.port, Some(6000));
+    let want = rfc_add_addr_hmac(s.client.remote_key, s.client.key, 1, SECOND_V4, Some(6000));
+    assert_eq!(a.hmac, Some(want));
+}
+
+/// Without the echo the announcement is re-sent at the retransmission timeout, four
+/// transmissions in all, then given up; the connection is unaffected.
+#[test]
+fn add_addr_is_resent_until_echoed_and_bounded() {
+    let mut st = announcing(false, vec![dsl()], false, None);
+    st.client.echo_add_addr = false;
+    let mut s = conn_joined(st);
+    s.run_for(60 * SEC);
+    let got = &s.client.add_addrs;
+    assert_eq!(got.len(), 4, "first + 3 retransmissions: {got:?}");
+    assert!(got.windows(2).all(|w| w[1].0 > w[0].0 && w[1].2 == w[0].2));
+    let c = s.engine.counters();
+    assert_eq!((c.add_addr_sent, c.add_addr_unanswered), (4, 1));
+    transfer(&mut s, &pattern(50_000, 3), &pattern(300_000, 4), 20 * SEC);
+    assert_eq!(s.client.add_addrs.len(), 4, "nothing re-sent later");
+}
+
+/// Joins to an announced address (and port) are accepted; with flag C a join to
+/// the initial address is refused with MP_TCPRST "administratively prohibited";
+/// data flows over the joined subflow.
+#[test]
+fn joins_go_to_the_announced_address_and_not_the_initial_one_with_c() {
+    let mut st = announcing(false, vec![dsl(), lte(), lte()], true, Some(6000));
+    st.client.subflows[1].service = Some(std::net::SocketAddr::new(SECOND_V4, 6000));
+    st.client.subflows[2].addr = Some(client_addr(false, 2));
+    st.client.subflows[2].expect_refusal = true;
+    let mut s = conn_joined(st);
+    assert_eq!(
+        s.client.subs[1].state,
+        SubState::Established,
+        "{}",
+        tail(&s)
+    );
+    assert_eq!(s.client.subs[2].state, SubState::Refused);
+    let r = s.client.subs[2].rsts[0].tcprst().expect("MP_TCPRST");
+    assert_eq!(
+        r.reason,
+        hac_wire::mptcp::TcpRstReason::AdministrativelyProhibited
+    );
+    assert_eq!(s.engine.counters().joins_accepted, 1);
+    transfer(&mut s, &pattern(300_000, 5), &pattern(2 << 20, 6), 30 * SEC);
+    assert!(down_share(&s, 1) > 0.1, "{}", s.summary());
+}
+
+/// Without flag C, the same join to the initial address is accepted.
+#[test]
+fn joins_to_the_initial_address_are_accepted_without_c() {
+    let st = announcing(false, vec![dsl(), lte()], false, None);
+    let s = conn_joined(st);
+    assert_eq!(s.client.subs[1].state, SubState::Established);
+}
