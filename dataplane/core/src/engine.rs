@@ -113,6 +113,9 @@ pub(crate) enum Tx {
     AddAddr(u8),
     /// A pure ACK with MP_FAIL (RFC 8684 §3.7) on the initial subflow.
     MpFail,
+    /// RST + MP_FAIL + MP_TCPRST "middlebox interference" on subflow k: a checksum
+    /// failure with other subflows (RFC 8684 §3.7).
+    SubflowFail(u8),
 }
 
 /// One shard of the translation engine, generic over the packet buffer.

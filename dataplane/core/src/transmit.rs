@@ -52,7 +52,8 @@ impl<P: PacketBuf> Engine<P> {
             | Tx::PathAck(k)
             | Tx::PathFin(k)
             | Tx::PathRst(k)
-            | Tx::AddAddrEcho(k, ..) => usize::from(k),
+            | Tx::AddAddrEcho(k, ..)
+            | Tx::SubflowFail(k) => usize::from(k),
             _ => 0,
         };
         let c = self.conn(id)?;
@@ -441,6 +442,34 @@ impl<P: PacketBuf> Engine<P> {
                 (out_src, out_dst) = (c.pool, c.server);
                 (seq, ack, flags, window, payload) =
                     (c.p_snd_nxt.max(c.p_seq(0)), SeqNum(0), Flags::RST, 0, &[]);
+            }
+            Tx::SubflowFail(_) => {
+                // RFC 8684 §3.7: RST with MP_FAIL (the DSN where the failed mapping
+                // starts) and MP_TCPRST 0x06, middlebox interference (§3.6).
+                let leg = c.legk(kk);
+                let dsn = leg.mapping.map_or(c.c_dsn_nxt, |m| m.dsn);
+                let mut o = [0u8; 12];
+                if let Ok(n) = (hac_wire::mptcp::MpFailRepr { dsn }).emit(&mut o) {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                let mut o = [0u8; 4];
+                if let Ok(n) = (hac_wire::mptcp::MpTcpRstRepr {
+                    flags: hac_wire::mptcp::MpTcpRstFlags(0),
+                    reason: hac_wire::mptcp::TcpRstReason::MiddleboxInterference,
+                })
+                .emit(&mut o)
+                {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
+                (seq, ack, flags, window, payload) = (
+                    leg.e_snd_nxt,
+                    leg.c_rcv_nxt,
+                    Flags::RST | Flags::ACK,
+                    0,
+                    &[],
+                );
             }
             Tx::ClientRst => {
                 if mptcp {

@@ -791,6 +791,10 @@ fn dss_checksums_on_two_paths() {
         "{}",
         s.summary()
     );
+    // The client's mappings (three segments each) were verified as they passed.
+    let c = s.engine.counters();
+    assert!(c.dss_checksum_ok > 100, "{}", c.dss_checksum_ok);
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (0, 0));
 }
 
 /// The upload direction: the client spreads its data over DSL and LTE under its own
@@ -1479,4 +1483,162 @@ fn joins_to_the_initial_address_are_accepted_without_c() {
     let st = announcing(false, vec![dsl(), lte()], false, None);
     let s = conn_joined(st);
     assert_eq!(s.client.subs[1].state, SubState::Established);
+}
+
+// ------------------------------------------------------------------ DSS checksum, MP_FAIL
+
+/// A middlebox on an access path: from the `skip + 1`-th IPv4 client data segment of
+/// at least 200 payload bytes on, `count` of them get one payload byte changed;
+/// with `fix_tcp` the TCP checksum is recomputed (the change is invisible to TCP,
+/// only the DSS checksum sees it), without it the segment is simply corrupt.
+fn corrupt(skip: usize, count: usize, fix_tcp: bool) -> Mangle {
+    let mut seen = 0;
+    Box::new(move |p: &mut Vec<u8>| {
+        if p.len() < 20 || p[0] >> 4 != 4 {
+            return;
+        }
+        let ihl = usize::from(p[0] & 0xf) * 4;
+        let doff = usize::from(p[ihl + 12] >> 4) * 4;
+        if p.len() < ihl + doff + 200 {
+            return;
+        }
+        seen += 1;
+        if seen <= skip || seen > skip + count {
+            return;
+        }
+        p[ihl + doff + 101] ^= 0x5a;
+        if fix_tcp {
+            p[ihl + 16] = 0;
+            p[ihl + 17] = 0;
+            let src = std::net::Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+            let dst = std::net::Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            let c = hac_wire::checksum::tcp_ipv4(src, dst, &p[ihl..]);
+            p[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+        }
+    })
+}
+
+fn csum_setup(paths: Vec<PathSpec>, mapping_segments: usize) -> MpSetup {
+    let mut st = setup(false, paths);
+    st.client.csum = true;
+    st.client.mapping_segments = mapping_segments;
+    st
+}
+
+/// A segment corrupted on the access link (its TCP checksum wrong) is dropped as
+/// such while checksums are in use, never counted against its mapping: the client
+/// retransmits it and the transfer is byte-exact, without MP_FAIL.
+#[test]
+fn corrupt_segment_is_dropped_not_counted_against_its_mapping() {
+    let mut s = conn_joined(csum_setup(vec![dsl()], 3));
+    s.up[0].mangle = Some(corrupt(5, 3, false));
+    transfer(
+        &mut s,
+        &pattern(300_000, 9),
+        &pattern(100_000, 10),
+        30 * SEC,
+    );
+    let c = s.engine.counters();
+    assert_eq!(c.drops[hac_core::DropReason::TcpChecksum as usize], 3);
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (0, 0));
+    assert!(c.dss_checksum_ok > 50);
+}
+
+/// RFC 8684 §3.7, one subflow: a mapping whose payload a middlebox changed (TCP
+/// checksum fixed up) fails its DSS checksum; the engine sends MP_FAIL with the
+/// DSN where that mapping starts, once (no further checks until the client falls
+/// back), and does not fall back before the client's infinite mapping.
+#[test]
+fn dss_checksum_failure_on_a_lone_subflow_sends_mp_fail() {
+    let mut s = conn_joined(csum_setup(vec![dsl()], 3));
+    s.up[0].mangle = Some(corrupt(5, 2, true));
+    s.client.write(&pattern(200_000, 11));
+    s.run_for(5 * SEC);
+    let c = s.engine.counters();
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (1, 1), "{c:?}");
+    assert_eq!(c.fallbacks, 0);
+    let fails = &s.client.mp_fail_received;
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    let (_, sub, dsn) = fails[0];
+    assert_eq!(sub, 0);
+    // Mappings of three segments from the first data byte: the failed one starts
+    // at a multiple of three segments' worth of data.
+    let off = dsn.0.wrapping_sub(s.client.idsn.0 + 1);
+    assert!(off < 200_000, "MP_FAIL DSN {off} bytes past the IDSN");
+    // The client's infinite mapping (RFC 8684 §3.3.1, length 0) ends MPTCP.
+    assert!(s.engine.counters().drops[hac_core::DropReason::DssChecksum as usize] == 0);
+}
+
+/// RFC 8684 §3.7, several subflows: the subflow whose mapping failed is reset with
+/// MP_FAIL and MP_TCPRST 0x06 (middlebox interference), the failed segment is not
+/// delivered, and the client's data goes on over the other subflow byte-exact.
+#[test]
+fn dss_checksum_failure_with_two_subflows_resets_that_subflow() {
+    let mut s = conn_joined(csum_setup(vec![dsl(), lte()], 1));
+    // The client model sends its data on the faster subflow while it has room.
+    s.up[0].mangle = Some(corrupt(3, 1, true));
+    s.client.write(&pattern(400_000, 12));
+    s.client.close();
+    s.server.close();
+    s.run_until(30 * SEC, |s| s.client.closed() && s.server.closed());
+    let c = s.engine.counters();
+    assert_eq!(c.dss_checksum_failed, 1, "{c:?}");
+    assert_eq!(c.drops[hac_core::DropReason::DssChecksum as usize], 1);
+    let rst = s.client.subs[0]
+        .rsts
+        .iter()
+        .find(|r| r.tcprst().is_some())
+        .expect("RST with MP_TCPRST on the DSL subflow");
+    assert_eq!(
+        rst.tcprst().unwrap().reason,
+        hac_wire::mptcp::TcpRstReason::MiddleboxInterference
+    );
+    assert!(rst.mp_fail().is_some(), "RST without MP_FAIL");
+    assert_eq!(s.client.subs[1].state, SubState::Established);
+    let syn_app = s.client.cfg.syn_app.len();
+    assert_eq!(
+        &s.server.rx.data[syn_app..],
+        &s.client.app[..],
+        "upstream bytes differ"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Fuzz-ish: with checksums in use on two subflows, a middlebox changes random
+    /// bytes (payload, options or headers, TCP checksum fixed up or not) of random
+    /// client packets; the engine never panics, whatever it makes of them.
+    #[test]
+    fn corrupted_client_packets_never_panic(
+        seed in proptest::prelude::any::<u64>(),
+        rate in 1u64..20,
+        fix in proptest::prelude::any::<bool>(),
+    ) {
+        let mut s = conn_joined(csum_setup(vec![dsl(), lte()], 3));
+        for i in 0..2 {
+            let mut x = seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            s.up[i].mangle = Some(Box::new(move |p: &mut Vec<u8>| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 100 >= rate || p.len() < 41 || p[0] >> 4 != 4 {
+                    return;
+                }
+                let at = 20 + (x >> 32) as usize % (p.len() - 20);
+                p[at] ^= (x >> 8) as u8 | 1;
+                if fix {
+                    p[36] = 0;
+                    p[37] = 0;
+                    let src = std::net::Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+                    let dst = std::net::Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                    let c = hac_wire::checksum::tcp_ipv4(src, dst, &p[20..]);
+                    p[36..38].copy_from_slice(&c.to_be_bytes());
+                }
+            }));
+        }
+        s.client.write(&pattern(200_000, 13));
+        s.server.write(&pattern(200_000, 14));
+        s.run_for(3 * SEC);
+    }
 }

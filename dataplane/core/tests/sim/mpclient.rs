@@ -174,6 +174,9 @@ impl PathSpec {
     }
 }
 
+/// Rewrites a packet in place (a middlebox on an access path).
+pub type Mangle = Box<dyn FnMut(&mut Vec<u8>)>;
+
 /// A one-way access link: FIFO, serialisation at `rate_bps`, then `delay_us`;
 /// random loss on entry, tail drop beyond `queue_us`, and outages during which
 /// everything on the link is lost.
@@ -187,6 +190,8 @@ pub struct AccessLink {
     pub outages: Vec<(u64, u64)>,
     /// Drops packets for which it returns true (targeted loss in scenarios).
     pub drop_rule: Option<DropRule>,
+    /// Rewrites packets on entry (a middlebox in scenarios).
+    pub mangle: Option<Mangle>,
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
@@ -220,6 +225,7 @@ impl AccessLink {
             busy_until: 0,
             outages: Vec::new(),
             drop_rule: None,
+            mangle: None,
             sent: 0,
             delivered: 0,
             lost: 0,
@@ -238,8 +244,11 @@ impl AccessLink {
         self.cut_during(at, at)
     }
 
-    pub fn send(&mut self, now: u64, p: Vec<u8>) {
+    pub fn send(&mut self, now: u64, mut p: Vec<u8>) {
         self.sent += 1;
+        if let Some(m) = &mut self.mangle {
+            m(&mut p);
+        }
         let pk = parse(&p).ok();
         if let (Some(rule), Some(pk)) = (&mut self.drop_rule, &pk)
             && rule(pk)
