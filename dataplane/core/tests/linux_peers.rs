@@ -86,10 +86,27 @@ impl Translator for EngineTranslator {
 const MB: u64 = 1 << 20;
 
 fn transfer(tag: &str, dest: SocketAddr, up: u64, down: u64, v6_client: bool) {
+    let _ = transfer_with(tag, dest, up, down, v6_client, false);
+}
+
+/// A transfer; `csum`: the client asks for DSS checksums (`net.mptcp.checksum_enabled`
+/// in its namespace). Returns the engine's counters (None: skipped, not root).
+fn transfer_with(
+    tag: &str,
+    dest: SocketAddr,
+    up: u64,
+    down: u64,
+    v6_client: bool,
+    csum: bool,
+) -> Option<hac_core::Counters> {
     if skip_unless_root(tag) {
-        return;
+        return None;
     }
     let lab = Lab::new(tag).expect("lab");
+    if csum {
+        lab.sysctl(Ns::Client, "net.mptcp.checksum_enabled", "1")
+            .expect("net.mptcp.checksum_enabled");
+    }
     let mut spec = ClientSpec::convert(dest)
         .up(up)
         .down(down)
@@ -128,6 +145,46 @@ fn transfer(tag: &str, dest: SocketAddr, up: u64, down: u64, v6_client: bool) {
         IpAddr::V6(a) => a.segments()[..3] == [0x2001, 0xdb8, 0x200],
     };
     assert!(pool_ok, "server peer {peer} is not a pool address");
+    Some(t.engine.counters().clone())
+}
+
+/// RFC 8684 §3.3.1 with a real Linux client that asks for DSS checksums: every
+/// mapping either way carries one, the engine verifies each of the client's (none
+/// fails) and Linux verifies ours (a failure would be MP_FAIL or a reset, and the
+/// transfer would not be byte-exact without fallback).
+fn checksummed_transfer(tag: &str, dest: SocketAddr, v6_client: bool) {
+    let Some(c) = transfer_with(tag, dest, 8 * MB, 8 * MB, v6_client, true) else {
+        return;
+    };
+    eprintln!(
+        "{tag}: {} mappings verified, {} unverified",
+        c.dss_checksum_ok, c.dss_checksum_unverified
+    );
+    assert!(c.dss_checksum_ok >= 100, "{c:?}");
+    assert_eq!(
+        (c.dss_checksum_failed, c.mp_fail_sent, c.mp_fail_received),
+        (0, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(c.drops[hac_core::DropReason::TcpChecksum as usize], 0);
+}
+
+#[test]
+fn mptcp_v4_with_dss_checksums() {
+    checksummed_transfer(
+        "csum-v4",
+        SocketAddr::new(SERVER_V4.into(), SERVER_PORT),
+        false,
+    );
+}
+
+#[test]
+fn mptcp_v6_with_dss_checksums() {
+    checksummed_transfer(
+        "csum-v6",
+        SocketAddr::new(SERVER_V6.into(), SERVER_PORT),
+        true,
+    );
 }
 
 #[test]
