@@ -371,10 +371,22 @@ impl<P: PacketBuf> Engine<P> {
                     leg.ts.then(|| (c.tsval(now), leg.c_ts_recent)),
                     (leg.e_ws > 0 || leg.c_ws > 0).then_some(leg.e_ws),
                 );
-                // RFC 8684 §3.2: HMAC(Key-B‖Key-A, R-B‖R-A), leftmost 64 bits.
+                // RFC 8684 §3.2: our Address ID of the address the join came to (an
+                // announced one's, §3.4.1; 0: the connection's initial address).
+                let sp = self.cfg.service_port;
+                let addr_id = if leg.service == c.leg.service {
+                    0
+                } else {
+                    self.cfg
+                        .announce
+                        .iter()
+                        .position(|a| a.addr == leg.service.ip && a.port_or(sp) == leg.service.port)
+                        .map_or(0, |i| i as u8 + 1)
+                };
+                // HMAC(Key-B‖Key-A, R-B‖R-A), leftmost 64 bits.
                 let j = hac_wire::mptcp::MpJoinRepr::SynAck {
                     backup: false,
-                    addr_id: 0,
+                    addr_id,
                     hmac: hac_wire::crypto::join_hmac_truncated64(
                         c.local_key,
                         c.client_key,

@@ -1466,6 +1466,8 @@ fn joins_go_to_the_announced_address_and_not_the_initial_one_with_c() {
         "{}",
         tail(&s)
     );
+    // The SYN-ACK names the address by its announced ID (RFC 8684 §3.2).
+    assert_eq!(s.client.subs[1].remote_addr_id, Some(1));
     assert_eq!(s.client.subs[2].state, SubState::Refused);
     let r = s.client.subs[2].rsts[0].tcprst().expect("MP_TCPRST");
     assert_eq!(
@@ -1483,6 +1485,7 @@ fn joins_to_the_initial_address_are_accepted_without_c() {
     let st = announcing(false, vec![dsl(), lte()], false, None);
     let s = conn_joined(st);
     assert_eq!(s.client.subs[1].state, SubState::Established);
+    assert_eq!(s.client.subs[1].remote_addr_id, Some(0));
 }
 
 // ------------------------------------------------------------------ DSS checksum, MP_FAIL

@@ -170,17 +170,20 @@ fn check_transfer(peers: &Peers, res: &ClientResult, up: u64, down: u64) {
     assert_eq!(res.fallback, Some(false), "fell back to TCP: {res:?}");
 }
 
-fn dests() -> [(SocketAddr, &'static str, &'static str); 2] {
+/// (destination, initial converter address, announced address, its Address ID).
+fn dests() -> [(SocketAddr, &'static str, &'static str, u8); 2] {
     [
         (
             SocketAddr::new(SERVER_V4.parse().unwrap(), SERVER_PORT),
             "192.0.2.1",
             "192.0.2.2",
+            1,
         ),
         (
             SocketAddr::new(SERVER_V6.parse().unwrap(), SERVER_PORT),
             "2001:db8:ffff::1",
             "2001:db8:ffff::2",
+            2,
         ),
     ]
 }
@@ -220,7 +223,7 @@ fn announce_lab_client_joins_the_announced_address() {
     std::thread::sleep(Duration::from_millis(300));
     let peers = peers("ann");
     let mut results = Vec::new();
-    for (dest, initial, announced) in dests() {
+    for (dest, initial, announced, id) in dests() {
         let add0 = mib("AddAddr");
         let size = 4 * MB;
         let spec = ClientSpec::convert(dest)
@@ -231,7 +234,7 @@ fn announce_lab_client_joins_the_announced_address() {
         let res = peers.run_client(&spec).expect("client");
         check_transfer(&peers, &res, 0, size);
         let add = mib("AddAddr") - add0;
-        results.push((dest, initial, announced, add));
+        results.push((dest, initial, announced, id, add));
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = monitor.kill();
@@ -240,25 +243,28 @@ fn announce_lab_client_joins_the_announced_address() {
     eprintln!("ip mptcp monitor:\n{mon}");
     let fields = stop_hacd_counters();
     eprintln!("hacd: {fields:?}");
-    for (dest, initial, announced, add) in &results {
+    for (dest, initial, announced, id, add) in &results {
         // Linux counts an ADD_ADDR as received only when its HMAC verifies.
         assert!(
             *add >= 1,
             "{dest}: no valid ADD_ADDR reached the client (MPTcpExt AddAddr)"
         );
         let sf = |addr: &str| {
-            mon.lines().any(|l| {
+            mon.lines().find(|l| {
                 l.contains("SF_ESTABLISHED")
                     && (l.contains(&format!("daddr4={addr} "))
                         || l.contains(&format!("daddr6={addr} ")))
             })
         };
+        let joined = sf(announced)
+            .unwrap_or_else(|| panic!("{dest}: no subflow to the announced {announced}:\n{mon}"));
+        // Our join SYN-ACK names the address by its announced ID (RFC 8684 §3.2).
         assert!(
-            sf(announced),
-            "{dest}: no subflow to the announced {announced}:\n{mon}"
+            joined.contains(&format!("remid={id} ")),
+            "{dest}: joined subflow without remote ID {id}: {joined}"
         );
         assert!(
-            !sf(initial),
+            sf(initial).is_none(),
             "{dest}: a subflow joined the initial {initial} despite flag C:\n{mon}"
         );
     }
@@ -306,7 +312,7 @@ fn announce_lab_checksums_end_to_end() {
         "2",
     ]);
     let peers = peers("csum");
-    for (dest, _, _) in dests() {
+    for (dest, ..) in dests() {
         let size = 4 * MB;
         let spec = ClientSpec::convert(dest)
             .request_in_syn(true)

@@ -458,6 +458,8 @@ pub struct Subflow {
     pub addr: SocketAddr,
     /// The converter's end of this subflow.
     pub service: SocketAddr,
+    /// The converter's Address ID in its join SYN-ACK.
+    pub remote_addr_id: Option<u8>,
     pub addr_id: u8,
     /// Backup priority we asked for (join B flag or MP_PRIO).
     pub backup: bool,
@@ -556,6 +558,7 @@ impl Subflow {
             cwnd,
             idx,
             service,
+            remote_addr_id: None,
             addr_id: plan.addr_id.unwrap_or(idx as u8),
             backup: idx > 0 && plan.backup,
             plan,
@@ -1223,6 +1226,9 @@ impl MpClient {
         match verdict {
             Ok(nonce_b) => {
                 self.subs[i].remote_nonce = nonce_b;
+                if let Some(MpJoinRepr::SynAck { addr_id, .. }) = p.join() {
+                    self.subs[i].remote_addr_id = Some(addr_id);
+                }
                 self.subs[i].state = SubState::PreEstablished;
                 self.send_third_ack(now, i);
             }
