@@ -405,15 +405,20 @@ impl<P: PacketBuf> Engine<P> {
         if mp_fail.is_some() && mptcp {
             self.counters.mp_fail_received += 1;
             let c = self.conn_mut(id).expect("present");
-            // RFC 8684 §3.7: the client found one of our checksums wrong on the
-            // lone subflow (it has fallen back): we answer with MP_FAIL and fall
-            // back too. An answer to our own MP_FAIL needs nothing (the client's
-            // infinite mapping follows).
-            if !bonded && k == 0 && !c.mp_fail_sent() {
+            // RFC 8684 §3.7 on the lone subflow: the client found one of our
+            // checksums wrong (it has fallen back): we answer with MP_FAIL and fall
+            // back too. Or it answers our MP_FAIL: it has fallen back as it sent
+            // this (Linux 6.18 sends no infinite mapping then, its next segments
+            // simply carry no DSS: tests/linux_peers.rs), so do we.
+            if !bonded && k == 0 && !c.fallback {
                 c.fallback = true;
+                let answer = !c.mp_fail_sent();
+                c.release_handshake();
                 self.counters.fallbacks += 1;
-                self.queue(id, Tx::MpFail);
-                self.counters.mp_fail_sent += 1;
+                if answer {
+                    self.queue(id, Tx::MpFail);
+                    self.counters.mp_fail_sent += 1;
+                }
             }
         }
         if let Some((addr_id, addr, port)) = add_addr {
