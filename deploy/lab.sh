@@ -34,6 +34,10 @@
 #                        on (default when LAB_SCHEDULER is set): always, and `up` fails
 #                        at once if hacd rejects it; off: never
 #   LAB_MAX_SUBFLOWS=8   [multipath] max_subflows;  LAB_REPAIR_CACHE=true|false
+#   LAB_ANNOUNCE=1       hacd also serves 192.0.2.2 / 2001:db8:ffff::2, announces them
+#                        with ADD_ADDR and sets flag C (no joins to the address a
+#                        connection was opened to): [multipath] announce and
+#                        no_joins_to_initial_address (implies LAB_MULTIPATH=on)
 #   LAB_KERNEL_ROUTER=1  no hacd: the Linux kernel in hac-conc routes (addresses on the
 #                        hac-conc veths, forwarding on) — validates topology and shaping
 #   LAB_KERNEL_PROXY=1   kernel router plus a kernel MPTCP proxy baseline in hac-conc:
@@ -251,8 +255,12 @@ render_config() { # render_config [OUT [MULTIPATH]] — deploy/lab.toml -> OUT
     else
         mgmt_sed="/@MANAGEMENT_BEGIN@/,/@MANAGEMENT_END@/d"
     fi
+    local ann_sed="/@ANNOUNCE_BEGIN@/,/@ANNOUNCE_END@/d"
+    if [[ ${LAB_ANNOUNCE:-0} == 1 ]]; then
+        ann_sed="/@ANNOUNCE_\(BEGIN\|END\)@/d;s/^addresses = \[\"192.0.2.1\", \"2001:db8:ffff::1\"\]/addresses = [\"192.0.2.1\", \"2001:db8:ffff::1\", \"192.0.2.2\", \"2001:db8:ffff::2\"]/"
+    fi
     sed -e "s/@FILE_PREFIX@/$P-lab/g" -e "s/^lcores = \[1\]/lcores = [$lcores]/" \
-        -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
+        -e "$ann_sed" -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
         -e "s/@REPAIR_CACHE@/$MP_REPAIR_CACHE/" -e "s|@METRICS@|$METRICS_LISTEN|" \
         -e "$mgmt_sed" -e "s|@RUN@|$RUN|g" "$ROOT/deploy/lab.toml" >"$out"
 }
@@ -298,7 +306,7 @@ decide_multipath() {
     [[ $MP_REPAIR_CACHE == true || $MP_REPAIR_CACHE == false ]] ||
         die "LAB_REPAIR_CACHE must be true or false"
     if [[ -z $want ]]; then
-        if [[ -n ${LAB_SCHEDULER:-} ]]; then want=on; else want=auto; fi
+        if [[ -n ${LAB_SCHEDULER:-} || ${LAB_ANNOUNCE:-0} == 1 ]]; then want=on; else want=auto; fi
     fi
     case $want in
         off | 0)

@@ -64,7 +64,39 @@ pub struct EngineConfig {
     /// Repair-cache segments per shard (bounded by the packet-buffer pool: size it
     /// well below the mempool).
     pub cache_limit_segments: usize,
+    /// Flag C in our MP_CAPABLE SYN-ACK (RFC 8684 §3.1): the client must not open
+    /// subflows to the address and port it opened the connection to; joins there are
+    /// refused (MP_TCPRST "administratively prohibited"). Pair it with `announce`,
+    /// or the client has nowhere to join.
+    pub no_joins_to_initial_address: bool,
+    /// Addresses of this converter announced to every MPTCP client with ADD_ADDR
+    /// (RFC 8684 §3.4.1) once its connection is established; entry i has address
+    /// ID i + 1 (0 is the initial subflow's). Each must be a service address; joins
+    /// to them are accepted. Only addresses of the connection's family are announced,
+    /// and not the one the connection was opened to.
+    pub announce: Vec<Announce>,
 }
+
+/// An address announced with ADD_ADDR (RFC 8684 §3.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    /// One of the service addresses.
+    pub addr: IpAddr,
+    /// The port joins should use; None: the port of the subflow the announcement
+    /// arrives on (the service port).
+    pub port: Option<u16>,
+}
+
+impl Announce {
+    /// The port joins to this address are accepted on.
+    #[must_use]
+    pub fn port_or(&self, service_port: u16) -> u16 {
+        self.port.unwrap_or(service_port)
+    }
+}
+
+/// Announcements per connection at most (one bit each in the connection's state).
+pub const MAX_ANNOUNCE: usize = 8;
 
 /// Downstream placement policy (docs/multipath.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,6 +161,8 @@ impl Default for EngineConfig {
             repair_cache: true,
             cache_limit_bytes: 4 << 20,
             cache_limit_segments: 8192,
+            no_joins_to_initial_address: false,
+            announce: Vec::new(),
         }
     }
 }
@@ -198,6 +232,30 @@ impl EngineConfig {
         }
         if self.cache_limit_segments > 1 << 22 {
             return err("cache_limit_segments", "at most 4194304");
+        }
+        if self.announce.len() > MAX_ANNOUNCE {
+            return err("announce", "at most 8 announced addresses");
+        }
+        for (i, a) in self.announce.iter().enumerate() {
+            if !self.service_addrs.contains(&a.addr) {
+                return err(
+                    "announce",
+                    "every announced address must be one of the converter's service addresses",
+                );
+            }
+            if a.port == Some(0) {
+                return err("announce", "an announced port must not be 0");
+            }
+            if a.addr.is_ipv6() && a.port.is_some() {
+                // 30 bytes of ADD_ADDR + 12 of timestamps exceed the 40 option bytes.
+                return err(
+                    "announce",
+                    "an IPv6 announcement cannot carry a port (it would not fit beside TCP timestamps)",
+                );
+            }
+            if self.announce[..i].iter().any(|b| b == a) {
+                return err("announce", "an address is announced twice");
+            }
         }
         Ok(())
     }

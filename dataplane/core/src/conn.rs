@@ -44,6 +44,112 @@ pub(crate) struct ClientMapping {
     /// Data-level length (a DATA_FIN counts one).
     pub len: u32,
     pub data_fin: bool,
+    /// DSS checksum of the mapping as the client sent it (RFC 8684 §3.3.1; used
+    /// only when checksums were negotiated).
+    pub csum: u16,
+    /// Ones'-complement sum (folded) of the mapped bytes received in subflow order
+    /// from the mapping's first byte, and how many those are: the checksum is
+    /// computed as segments pass, without keeping any of them.
+    pub sum: u16,
+    pub summed: u16,
+    /// The checksum is settled (verified, failed, or not verifiable: a segment
+    /// arrived beyond a hole, the in-order sum cannot include it).
+    pub checked: bool,
+}
+
+/// What one segment did to its mapping's DSS checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CsumStep {
+    /// Nothing settled yet (or already settled before).
+    Pending,
+    /// The mapping is complete and its checksum verified.
+    Verified,
+    /// The mapping is complete and its checksum is wrong.
+    Failed,
+    /// A segment beyond a hole: this mapping cannot be verified.
+    Unverifiable,
+}
+
+impl ClientMapping {
+    /// A new mapping as announced (with its DSS checksum, if any).
+    pub fn new(dsn: DataSeq, ssn: u32, len: u32, data_fin: bool, csum: Option<u16>) -> Self {
+        ClientMapping {
+            dsn,
+            ssn,
+            len,
+            data_fin,
+            csum: csum.unwrap_or(0),
+            sum: 0,
+            summed: 0,
+            // No checksum to check (not negotiated, or a mapping of no subflow
+            // bytes): settled from the start.
+            checked: csum.is_none() || len <= u32::from(data_fin),
+        }
+    }
+
+    /// The same mapping (the client repeats it on every segment it covers).
+    pub fn same(&self, o: &ClientMapping) -> bool {
+        self.dsn == o.dsn && self.ssn == o.ssn && self.len == o.len && self.data_fin == o.data_fin
+    }
+
+    /// Adds `payload`, at offset `off` of the mapping's subflow bytes, with
+    /// ones'-complement sum `psum`, to the running checksum (RFC 8684 §3.3.1: the
+    /// pseudo-header of DSN (64 bits), SSN, data-level length and zero, then the
+    /// mapped bytes). Bytes already summed are skipped; a segment beyond them makes
+    /// the mapping unverifiable (only one running sum is kept).
+    pub fn add_checksum(
+        &mut self,
+        off: u32,
+        payload: &[u8],
+        psum: hac_wire::checksum::Checksum,
+    ) -> CsumStep {
+        use hac_wire::checksum::Checksum;
+        if self.checked {
+            return CsumStep::Pending;
+        }
+        let mapped = self.len - u32::from(self.data_fin);
+        let done = u32::from(self.summed);
+        let end = off.saturating_add(payload.len() as u32).min(mapped);
+        if off > done {
+            self.checked = true;
+            return CsumStep::Unverifiable;
+        }
+        if end <= done {
+            return CsumStep::Pending;
+        }
+        let part = if off == done && end - off == payload.len() as u32 {
+            psum
+        } else {
+            let from = (done - off) as usize;
+            Checksum::new().add_bytes(&payload[from..(end - off) as usize])
+        };
+        // A part starting at an odd offset has its bytes in the other halves of
+        // the 16-bit words: its sum is byte-swapped (RFC 1071 §2(B)).
+        let p = if done % 2 == 1 {
+            part.fold().swap_bytes()
+        } else {
+            part.fold()
+        };
+        self.sum = Checksum::new().add_u16(self.sum).add_u16(p).fold();
+        self.summed = end as u16;
+        if end < mapped {
+            return CsumStep::Pending;
+        }
+        self.checked = true;
+        let want = hac_wire::checksum::dss_checksum(
+            self.dsn.0,
+            self.ssn,
+            self.len as u16,
+            Checksum::new().add_u16(self.sum),
+        );
+        // 0x0000 and 0xffff are the same ones'-complement zero.
+        let norm = |v: u16| if v == 0xffff { 0 } else { v };
+        if norm(want) == norm(self.csum) {
+            CsumStep::Verified
+        } else {
+            CsumStep::Failed
+        }
+    }
 }
 
 /// A transport address without the IPv6 flow label and scope id: 20 bytes instead
@@ -104,6 +210,11 @@ impl Deadline {
     }
 }
 
+/// Transmissions of an ADD_ADDR before it is given up unanswered (the first and
+/// three retransmissions, at the connection's retransmission timeout, RFC 8684
+/// §3.4.1: "retransmit ... if the echo is not received").
+pub(crate) const ADD_ADDR_TRIES: u8 = 4;
+
 /// Convert replies up to this length are stored in the connection itself (a bare
 /// reply is 4 bytes); longer ones live in the [`Handshake`] box until acknowledged.
 pub(crate) const REPLY_INLINE: usize = 8;
@@ -127,6 +238,15 @@ pub(crate) struct Handshake<P> {
     pub reply_info: bool,
     /// Extended Connect: the reply carries the server's SYN-ACK options.
     pub reply_extended: bool,
+    /// Our ADD_ADDR announcements (RFC 8684 §3.4.1) not yet echoed by the client:
+    /// bit i is `EngineConfig::announce[i]` (address ID i + 1). Kept here, out of
+    /// line, for the few round trips the exchange takes (the box stays until then).
+    pub adv_pending: u8,
+    /// ADD_ADDR transmissions so far (bounded by [`ADD_ADDR_TRIES`]).
+    pub adv_tries: u8,
+    /// We sent MP_FAIL after a checksum failure on the lone subflow (RFC 8684
+    /// §3.7) and wait for the client's infinite mapping; no more checks until then.
+    pub mp_fail_sent: bool,
 }
 
 impl<P> Handshake<P> {
@@ -139,6 +259,9 @@ impl<P> Handshake<P> {
             reply: Box::default(),
             reply_info: false,
             reply_extended: false,
+            adv_pending: 0,
+            adv_tries: 0,
+            mp_fail_sent: false,
         }
     }
 }
@@ -345,6 +468,16 @@ impl<P> Conn<P> {
         self.hs.as_ref().is_some_and(|h| h.held_syn.is_some())
     }
 
+    /// Our ADD_ADDR announcements still waiting for their echo (bit per entry).
+    pub fn adv_pending(&self) -> u8 {
+        self.hs.as_ref().map_or(0, |h| h.adv_pending)
+    }
+
+    /// We sent MP_FAIL and the client has not fallen back yet.
+    pub fn mp_fail_sent(&self) -> bool {
+        self.hs.as_ref().is_some_and(|h| h.mp_fail_sent)
+    }
+
     /// Drops the held client SYN.
     pub fn drop_held_syn(&mut self) {
         if let Some(h) = self.hs.as_mut() {
@@ -368,6 +501,8 @@ impl<P> Conn<P> {
             && h.held_syn.is_none()
             && h.held_server.is_empty()
             && (self.reply_acked || usize::from(self.reply_len) <= REPLY_INLINE)
+            && h.adv_pending == 0
+            && (!h.mp_fail_sent || self.fallback)
         {
             self.hs = None;
         }
@@ -515,6 +650,94 @@ impl<P> Conn<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use hac_wire::checksum::{Checksum, dss_checksum};
+
+    const DSN: u64 = 0x1234_5678_9abc_def0;
+
+    /// A mapping of `data` at SSN 7 with the checksum RFC 8684 §3.3.1 gives it
+    /// (`data_fin`: its data-level length counts one more).
+    fn mapping(data: &[u8], data_fin: bool) -> ClientMapping {
+        let len = data.len() as u32 + u32::from(data_fin);
+        let c = dss_checksum(DSN, 7, len as u16, Checksum::new().add_bytes(data));
+        ClientMapping::new(DataSeq(DSN), 7, len, data_fin, Some(c))
+    }
+
+    fn feed(m: &mut ClientMapping, data: &[u8], from: usize, to: usize) -> CsumStep {
+        let p = &data[from..to];
+        m.add_checksum(from as u32, p, Checksum::new().add_bytes(p))
+    }
+
+    #[test]
+    fn checksum_verified_across_segments_split_at_odd_offsets() {
+        let data: Vec<u8> = (0..1001u32).map(|i| (i * 7 + 3) as u8).collect();
+        for fin in [false, true] {
+            let mut m = mapping(&data, fin);
+            assert_eq!(feed(&mut m, &data, 0, 333), CsumStep::Pending);
+            // A retransmission of bytes already summed changes nothing.
+            assert_eq!(feed(&mut m, &data, 0, 100), CsumStep::Pending);
+            // Overlapping the summed part: only the new bytes count.
+            assert_eq!(feed(&mut m, &data, 200, 777), CsumStep::Pending);
+            assert_eq!(feed(&mut m, &data, 777, 1001), CsumStep::Verified);
+            assert!(m.checked);
+            assert_eq!(feed(&mut m, &data, 777, 1001), CsumStep::Pending);
+        }
+    }
+
+    #[test]
+    fn checksum_failure_and_hole() {
+        let data = vec![0x42u8; 600];
+        let mut bad = data.clone();
+        bad[301] ^= 1;
+        let mut m = mapping(&data, false);
+        assert_eq!(feed(&mut m, &bad, 0, 300), CsumStep::Pending);
+        assert_eq!(feed(&mut m, &bad, 300, 600), CsumStep::Failed);
+        // A segment beyond a hole: not verifiable (one running sum only).
+        let mut m = mapping(&data, false);
+        assert_eq!(feed(&mut m, &data, 300, 600), CsumStep::Unverifiable);
+        assert_eq!(feed(&mut m, &data, 0, 300), CsumStep::Pending);
+        // No checksum (not negotiated): settled from the start.
+        let m = ClientMapping::new(DataSeq(DSN), 7, 600, false, None);
+        assert!(m.checked);
+    }
+
+    proptest::proptest! {
+        /// Any split of a mapping into segments verifies; one changed byte anywhere
+        /// fails; garbage offsets and lengths never panic.
+        #[test]
+        fn checksum_by_segments(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..3000),
+            cuts in proptest::collection::vec(0usize..3000, 0..8),
+            flip in 0usize..3000,
+            junk in proptest::collection::vec(
+                (0u32..70_000, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)),
+                0..6,
+            ),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            for corrupt in [false, true] {
+                let mut d = data.clone();
+                if corrupt {
+                    d[flip % data.len()] ^= 0x80;
+                }
+                let mut m = mapping(&data, false);
+                let mut last = CsumStep::Pending;
+                for w in cuts.windows(2) {
+                    last = feed(&mut m, &d, w[0], w[1]);
+                }
+                let want = if corrupt { CsumStep::Failed } else { CsumStep::Verified };
+                proptest::prop_assert_eq!(last, want);
+            }
+            let mut m = mapping(&data, true);
+            for (off, p) in &junk {
+                let _ = m.add_checksum(*off, p, Checksum::new().add_bytes(p));
+            }
+        }
+    }
 
     #[test]
     fn conn_size() {

@@ -52,11 +52,15 @@ pub enum DropReason {
     /// A server retransmission of data the client already acknowledged (answered
     /// with an ACK instead).
     Duplicate,
+    /// A client segment whose TCP checksum is wrong, seen while DSS checksums are
+    /// in use (the payload is read to sum it: a corrupt segment must not count
+    /// against its mapping; the client retransmits it).
+    TcpChecksum,
 }
 
 impl DropReason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = DropReason::Duplicate as usize + 1;
+    pub const COUNT: usize = DropReason::TcpChecksum as usize + 1;
 
     /// Every reason, in discriminant order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -82,6 +86,7 @@ impl DropReason {
         DropReason::NoRoom,
         DropReason::Unsupported,
         DropReason::Duplicate,
+        DropReason::TcpChecksum,
     ];
 
     /// A stable label for metrics (`reason="..."`).
@@ -110,6 +115,7 @@ impl DropReason {
             DropReason::NoRoom => "no_room",
             DropReason::Unsupported => "unsupported",
             DropReason::Duplicate => "duplicate",
+            DropReason::TcpChecksum => "tcp_checksum",
         }
     }
 }
@@ -220,6 +226,25 @@ pub struct Counters {
     pub cache_peak_sum: u64,
     pub cache_mean_sum: u64,
     pub cache_peak_max: u64,
+    /// Our ADD_ADDR announcements sent (retransmissions included), echoed by the
+    /// client, and given up on unanswered (RFC 8684 §3.4.1).
+    pub add_addr_sent: u64,
+    pub add_addr_echoed: u64,
+    pub add_addr_unanswered: u64,
+    /// Client mappings whose DSS checksum verified (RFC 8684 §3.3.1), and mappings
+    /// that could not be verified because a segment of theirs arrived after a hole
+    /// (the running sum is kept in order only). Failures count as
+    /// [`DropReason::DssChecksum`] drops.
+    pub dss_checksum_ok: u64,
+    pub dss_checksum_unverified: u64,
+    /// Client mappings whose DSS checksum was wrong (MP_FAIL on a lone subflow,
+    /// otherwise the subflow is reset and the segment dropped as
+    /// [`DropReason::DssChecksum`]).
+    pub dss_checksum_failed: u64,
+    /// MP_FAIL sent (checksum failure on a lone subflow: fallback, RFC 8684 §3.7)
+    /// and received from clients.
+    pub mp_fail_sent: u64,
+    pub mp_fail_received: u64,
 }
 
 impl Counters {

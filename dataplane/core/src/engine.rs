@@ -108,6 +108,14 @@ pub(crate) enum Tx {
     /// A pure ACK on subflow k echoing the client's ADD_ADDR (RFC 8684 §3.4.1:
     /// without the echo the client retransmits the announcement).
     AddAddrEcho(u8, u8, core::net::IpAddr, Option<u16>),
+    /// Our ADD_ADDR of `EngineConfig::announce[i]` on the initial subflow, with the
+    /// truncated HMAC (RFC 8684 §3.4.1), on a pure ACK.
+    AddAddr(u8),
+    /// A pure ACK with MP_FAIL (RFC 8684 §3.7) on the initial subflow.
+    MpFail,
+    /// RST + MP_FAIL + MP_TCPRST "middlebox interference" on subflow k: a checksum
+    /// failure with other subflows (RFC 8684 §3.7).
+    SubflowFail(u8),
 }
 
 /// One shard of the translation engine, generic over the packet buffer.
@@ -772,8 +780,26 @@ impl<P: PacketBuf> Engine<P> {
                 self.abort(id, now);
                 return;
             }
+            // Our ADD_ADDRs count their own tries: unanswered, they are given up
+            // (the client may ignore announcements, RFC 8684 §3.4.1), never the
+            // connection.
+            if pending.iter().any(|t| matches!(t, Tx::AddAddr(_)))
+                && let Some(h) = self.conn_mut(id).and_then(|c| c.hs.as_mut())
+            {
+                h.adv_tries += 1;
+                if h.adv_tries >= crate::conn::ADD_ADDR_TRIES {
+                    h.adv_pending = 0;
+                    self.counters.add_addr_unanswered += 1;
+                }
+            }
             for &tx in &pending {
+                if matches!(tx, Tx::AddAddr(_)) {
+                    self.counters.add_addr_sent += 1;
+                }
                 self.queue(id, tx);
+            }
+            if let Some(c) = self.conn_mut(id) {
+                c.release_handshake();
             }
             if !pending.is_empty() {
                 self.arm_rto(id, now);
@@ -840,6 +866,14 @@ impl<P: PacketBuf> Engine<P> {
             }
             if c.state != State::SynAckSent && c.mptcp && !c.reply_acked {
                 v.push(Tx::ConvertReply);
+            }
+        }
+        let adv = c.adv_pending();
+        if adv != 0 && c.state == State::Established && !c.fallback {
+            for i in 0..8u8 {
+                if adv & 1 << i != 0 {
+                    v.push(Tx::AddAddr(i));
+                }
             }
         }
         v

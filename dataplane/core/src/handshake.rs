@@ -124,7 +124,7 @@ impl<P: PacketBuf> Engine<P> {
                 return Action::Drop(DropReason::NoBinding);
             }
         }
-        if seg.dport != self.cfg.service_port || !self.cfg.service_addrs.contains(&seg.dst) {
+        if !self.is_join_target(seg.dst, seg.dport) {
             return Action::Drop(DropReason::NoBinding);
         }
         let mut mp_capable = None;
@@ -142,6 +142,10 @@ impl<P: PacketBuf> Engine<P> {
         }
         if let Some(j) = join {
             return self.join_syn(now, seg, pkt, j);
+        }
+        // An announced port takes joins only.
+        if seg.dport != self.cfg.service_port {
+            return Action::Drop(DropReason::NoBinding);
         }
         let data = pkt.data();
         // RFC 8684 §3.1: version 1 with a crypto proposal we support (H); otherwise
@@ -798,6 +802,7 @@ impl<P: PacketBuf> Engine<P> {
             // Field notes §2: the reply leaves now, with the client's DATA_ACK.
             self.queue(id, Tx::ConvertReply);
             self.arm_rto(id, now);
+            self.announce_addresses(id, now);
         } else if mptcp && fallback {
             // The reply was not sent yet: send it as plain data.
             self.queue(id, Tx::ConvertReply);
@@ -809,5 +814,49 @@ impl<P: PacketBuf> Engine<P> {
             self.queue(id, Tx::HeldServer);
         }
         Ok(())
+    }
+}
+
+impl<P: PacketBuf> Engine<P> {
+    /// The configured announcements that apply to connection `id`: same family as
+    /// the connection, not the address and port it was opened to (bit i: entry i).
+    pub(crate) fn announcements_for(&self, id: u32) -> u8 {
+        let Some(c) = self.conn(id) else { return 0 };
+        let svc = c.leg.service;
+        let port = self.cfg.service_port;
+        self.cfg
+            .announce
+            .iter()
+            .take(crate::config::MAX_ANNOUNCE)
+            .enumerate()
+            .filter(|(_, a)| {
+                a.addr.is_ipv4() == svc.ip.is_ipv4()
+                    && !(a.addr == svc.ip && a.port_or(port) == svc.port)
+            })
+            .fold(0u8, |m, (i, _)| m | 1 << i)
+    }
+
+    /// Announces our other addresses once the connection is established (RFC 8684
+    /// §3.4.1): one ADD_ADDR each, re-sent at the retransmission timeout until the
+    /// client echoes it (at most [`crate::conn::ADD_ADDR_TRIES`] times).
+    pub(crate) fn announce_addresses(&mut self, id: u32, now: Instant) {
+        if self.cfg.announce.is_empty() {
+            return;
+        }
+        let mask = self.announcements_for(id);
+        if mask == 0 {
+            return;
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        let h = c.hs_mut(now);
+        h.adv_pending = mask;
+        h.adv_tries = 1;
+        for i in 0..8u8 {
+            if mask & 1 << i != 0 {
+                self.queue(id, Tx::AddAddr(i));
+                self.counters.add_addr_sent += 1;
+            }
+        }
+        self.arm_rto(id, now);
     }
 }

@@ -26,7 +26,7 @@ mod translate;
 mod transmit;
 
 pub use admin::{SessionFilter, SessionId, SessionInfo};
-pub use config::{EngineConfig, Scheduler};
+pub use config::{Announce, EngineConfig, Scheduler};
 pub use conn::State;
 pub use drop::{CONVERT_ERROR_CODES, Counters, DropReason, FailReason, convert_error_slot};
 pub use engine::{Action, Engine, JoinEvent, Port, Transmit, owner_of};

@@ -802,13 +802,21 @@ impl<P: PacketBuf> Engine<P> {
             e.reset_syn_reason(seg, pkt, reason)
         };
         use hac_wire::mptcp::TcpRstReason as R;
-        if !self.is_service(seg.dst, seg.dport) {
+        if !self.is_join_target(seg.dst, seg.dport) {
             return refuse(self, seg, pkt, R::AdministrativelyProhibited);
         }
         let Some(id) = self.find_token(token) else {
             return refuse(self, seg, pkt, R::MptcpError);
         };
         let c = self.conn(id).expect("bound");
+        // RFC 8684 §3.1: with flag C set in our SYN-ACK we accept no subflow to the
+        // address and port the connection was opened to.
+        if self.cfg.no_joins_to_initial_address
+            && seg.dst == c.leg.service.ip
+            && seg.dport == c.leg.service.port
+        {
+            return refuse(self, seg, pkt, R::AdministrativelyProhibited);
+        }
         // A half-closed connection (the client's DATA_FIN) still receives: joins
         // are welcome until both directions are done.
         if c.state != State::Established || !c.mptcp || c.fallback {
@@ -953,6 +961,17 @@ impl<P: PacketBuf> Engine<P> {
 
     pub(crate) fn is_service(&self, ip: core::net::IpAddr, port: u16) -> bool {
         port == self.cfg.service_port && self.cfg.service_addrs.contains(&ip)
+    }
+
+    /// Where joins are accepted: the service addresses and port, and our announced
+    /// addresses with their ports (RFC 8684 §3.4.1).
+    pub(crate) fn is_join_target(&self, ip: core::net::IpAddr, port: u16) -> bool {
+        self.is_service(ip, port)
+            || self
+                .cfg
+                .announce
+                .iter()
+                .any(|a| a.addr == ip && a.port_or(self.cfg.service_port) == port)
     }
 
     // -------------------------------------------------------------- scheduler

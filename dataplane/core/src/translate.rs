@@ -9,7 +9,7 @@
 //!
 //! Headers are rebuilt (never the payload moved); timestamps are owned per leg.
 
-use crate::conn::{ClientMapping, Conn, Deadline, MAX_HELD_SERVER, State};
+use crate::conn::{ClientMapping, Conn, CsumStep, Deadline, MAX_HELD_SERVER, State};
 use crate::drop::DropReason;
 use crate::emit::{TcpOut, pad_nop, payload_sum_from_checksum, write_ts};
 use crate::engine::{Action, Engine, Port, Tx};
@@ -93,6 +93,8 @@ impl<P: PacketBuf> Engine<P> {
         let mut prio: Option<bool> = None;
         let mut removed: [Option<u8>; 8] = [None; 8];
         let mut add_addr: Option<(u8, core::net::IpAddr, Option<u16>)> = None;
+        let mut echo: Option<(u8, core::net::IpAddr, Option<u16>)> = None;
+        let mut mp_fail: Option<DataSeq> = None;
         // ---- MPTCP options (RFC 8684 §3.3) ----
         let mut dss: Option<DssRepr> = None;
         let mut implicit: Option<(u16, Option<u16>)> = None;
@@ -115,6 +117,9 @@ impl<P: PacketBuf> Engine<P> {
                     Ok(MptcpOption::AddAddr(a)) if !a.is_echo() => {
                         add_addr = Some((a.addr_id, a.addr, a.port));
                     }
+                    // The echo of one of our announcements (§3.4.1): it arrived.
+                    Ok(MptcpOption::AddAddr(a)) => echo = Some((a.addr_id, a.addr, a.port)),
+                    Ok(MptcpOption::MpFail(f)) => mp_fail = Some(f.dsn),
                     Ok(MptcpOption::RemoveAddr(r)) => {
                         for (slot, id) in removed.iter_mut().zip(r.addr_ids.iter()) {
                             *slot = Some(*id);
@@ -134,15 +139,18 @@ impl<P: PacketBuf> Engine<P> {
         let mut c_fin: Option<u64> = None;
         let mut data_ack: Option<DataSeq> = None;
         let mut new_mapping = None;
+        let mut csum_step = CsumStep::Pending;
+        let mut csum_map: Option<ClientMapping> = None;
         if mptcp {
             // MP_CAPABLE with data: implicit mapping DSN = IDSN + 1, SSN 1 (§3.1).
-            if let Some((len, _)) = implicit {
-                new_mapping = Some(ClientMapping {
-                    dsn: c.client_idsn + 1,
-                    ssn: 1,
-                    len: u32::from(len),
-                    data_fin: false,
-                });
+            if let Some((len, csum)) = implicit {
+                new_mapping = Some(ClientMapping::new(
+                    c.client_idsn + 1,
+                    1,
+                    u32::from(len),
+                    false,
+                    csum.filter(|_| c.csum),
+                ));
                 data_ack = Some(c.local_idsn + 1);
             }
             if let Some(d) = dss {
@@ -165,14 +173,22 @@ impl<P: PacketBuf> Engine<P> {
                         // that one may still arrive, reordered or retransmitted).
                         c_fin = Some(dsn.diff(c.client_idsn + 1) as u64);
                     } else {
-                        new_mapping = Some(ClientMapping {
+                        new_mapping = Some(ClientMapping::new(
                             dsn,
-                            ssn: m.ssn,
-                            len: u32::from(m.data_len),
-                            data_fin: d.data_fin,
-                        });
+                            m.ssn,
+                            u32::from(m.data_len),
+                            d.data_fin,
+                            m.checksum.filter(|_| c.csum),
+                        ));
                     }
                 }
+            }
+            // The client repeats a mapping on each segment it covers: the running
+            // checksum of the one we have goes on.
+            if let (Some(nm), Some(old)) = (new_mapping, leg.mapping)
+                && nm.same(&old)
+            {
+                new_mapping = Some(old);
             }
             let map = new_mapping.or(leg.mapping);
             if let Some(m) = map {
@@ -193,6 +209,24 @@ impl<P: PacketBuf> Engine<P> {
                     } else {
                         let dsn = m.dsn + u64::from(off);
                         u = dsn.diff(c.client_idsn + 1) as u64;
+                        // RFC 8684 §3.3.1: DSS checksums, when negotiated, are
+                        // verified per mapping as its segments pass (one running
+                        // sum per subflow, in the mapping itself). Nothing of this
+                        // runs without checksums.
+                        if c.csum && !m.checked && !c.mp_fail_sent() {
+                            let payload = seg.payload(data);
+                            let direct = Checksum::new().add_bytes(payload);
+                            // A segment whose TCP checksum is wrong is corrupt on
+                            // the access link: it must not count against the
+                            // mapping (the client retransmits it).
+                            let norm = |v: u16| if v == 0xffff { 0 } else { v };
+                            if norm(direct.fold()) != norm(self.payload_sum(seg, pkt).fold()) {
+                                return Action::Drop(DropReason::TcpChecksum);
+                            }
+                            let mut mm = m;
+                            csum_step = mm.add_checksum(off, payload, direct);
+                            csum_map = Some(mm);
+                        }
                     }
                     if m.data_fin && off < m.len && off + payload_len == m.len - 1 {
                         c_fin = Some(u + u64::from(payload_len));
@@ -244,6 +278,12 @@ impl<P: PacketBuf> Engine<P> {
                 c.c_dsn_nxt = end;
             }
         }
+        if let Some(m) = csum_map {
+            let l = c.legk_mut(k);
+            if l.mapping.is_some_and(|x| x.same(&m)) {
+                l.mapping = Some(m);
+            }
+        }
         // On a plain (or fallen-back) leg the FIN is the client's stream end and
         // takes a sequence number the server's ACK of it must reach (RFC 9293
         // §3.4); on an MPTCP leg the subflow FIN is acked via `c_subflow_fin`.
@@ -270,8 +310,11 @@ impl<P: PacketBuf> Engine<P> {
                 // The application bytes of the SYN may still be unacknowledged
                 // by the server: their retransmission timer stays armed.
                 if !c.has_held_syn() {
-                    c.rto_at = Deadline::NONE;
                     c.retries = 0;
+                    // Our ADD_ADDRs still waiting for their echo keep it armed.
+                    if c.adv_pending() == 0 {
+                        c.rto_at = Deadline::NONE;
+                    }
                 }
             }
         }
@@ -327,8 +370,62 @@ impl<P: PacketBuf> Engine<P> {
                 },
             );
         }
+        match csum_step {
+            CsumStep::Pending => {}
+            CsumStep::Verified => self.counters.dss_checksum_ok += 1,
+            CsumStep::Unverifiable => self.counters.dss_checksum_unverified += 1,
+            CsumStep::Failed => {
+                self.counters.dss_checksum_failed += 1;
+                if !bonded && k == 0 {
+                    // RFC 8684 §3.7, a lone subflow: MP_FAIL; the client answers
+                    // with an infinite mapping and both fall back to TCP. The data
+                    // is delivered (it is what reached us, as Linux does).
+                    self.queue(id, Tx::MpFail);
+                    self.counters.mp_fail_sent += 1;
+                    self.conn_mut(id).expect("present").hs_mut(now).mp_fail_sent = true;
+                } else {
+                    // Other subflows: this one is reset (RST + MP_FAIL, MP_TCPRST
+                    // 0x06); the client re-sends the unacknowledged data elsewhere.
+                    self.queue(id, Tx::SubflowFail(k as u8));
+                    let others = self.conn(id).and_then(|c| c.mp.as_ref()).is_some_and(|m| {
+                        m.paths
+                            .iter()
+                            .enumerate()
+                            .any(|(i, p)| i != k && p.state == PathState::Active)
+                    });
+                    if others {
+                        self.remove_path(now, id, k);
+                    } else {
+                        self.abort(id, now);
+                    }
+                    return Action::Drop(DropReason::DssChecksum);
+                }
+            }
+        }
+        if mp_fail.is_some() && mptcp {
+            self.counters.mp_fail_received += 1;
+            let c = self.conn_mut(id).expect("present");
+            // RFC 8684 §3.7 on the lone subflow: the client found one of our
+            // checksums wrong (it has fallen back): we answer with MP_FAIL and fall
+            // back too. Or it answers our MP_FAIL: it has fallen back as it sent
+            // this (Linux 6.18 sends no infinite mapping then, its next segments
+            // simply carry no DSS: tests/linux_peers.rs), so do we.
+            if !bonded && k == 0 && !c.fallback {
+                c.fallback = true;
+                let answer = !c.mp_fail_sent();
+                c.release_handshake();
+                self.counters.fallbacks += 1;
+                if answer {
+                    self.queue(id, Tx::MpFail);
+                    self.counters.mp_fail_sent += 1;
+                }
+            }
+        }
         if let Some((addr_id, addr, port)) = add_addr {
             self.queue(id, Tx::AddAddrEcho(k as u8, addr_id, addr, port));
+        }
+        if let Some((addr_id, addr, _)) = echo {
+            self.add_addr_echoed(id, addr_id, addr);
         }
         if closed {
             self.finish(id, now);
@@ -465,7 +562,7 @@ impl<P: PacketBuf> Engine<P> {
                 c.s_ack = seg.ack;
                 if c.has_held_syn() && seg.ack.diff(c.p_isn + 1 + c.app_len) >= 0 {
                     c.drop_held_syn();
-                    if c.reply_acked || !c.mptcp {
+                    if (c.reply_acked || !c.mptcp) && c.adv_pending() == 0 {
                         c.rto_at = Deadline::NONE;
                     }
                     c.release_handshake();
@@ -764,6 +861,25 @@ impl<P: PacketBuf> Engine<P> {
             // Our subflow FIN is ours to deliver: retransmitted until acked
             // (RFC 9293 §3.10.4, RFC 8684 §3.3.3).
             self.arm_rto(id, now);
+        }
+    }
+
+    /// The client echoed an ADD_ADDR (RFC 8684 §3.4.1): if it is one of ours (same
+    /// address ID and address), it is no longer re-sent.
+    fn add_addr_echoed(&mut self, id: u32, addr_id: u8, addr: core::net::IpAddr) {
+        let Some(i) = addr_id.checked_sub(1).map(usize::from) else {
+            return;
+        };
+        if i >= 8 || self.cfg.announce.get(i).is_none_or(|a| a.addr != addr) {
+            return;
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        if let Some(h) = c.hs.as_mut()
+            && h.adv_pending & 1 << i != 0
+        {
+            h.adv_pending &= !(1 << i);
+            c.release_handshake();
+            self.counters.add_addr_echoed += 1;
         }
     }
 

@@ -52,7 +52,8 @@ impl<P: PacketBuf> Engine<P> {
             | Tx::PathAck(k)
             | Tx::PathFin(k)
             | Tx::PathRst(k)
-            | Tx::AddAddrEcho(k, ..) => usize::from(k),
+            | Tx::AddAddrEcho(k, ..)
+            | Tx::SubflowFail(k) => usize::from(k),
             _ => 0,
         };
         // A bonded connection's ACK and window (the window's right edge is the
@@ -190,8 +191,15 @@ impl<P: PacketBuf> Engine<P> {
                     (c.c_offered_ws && full).then_some(c.leg.e_ws),
                 );
                 let reply: &[u8] = if c.mptcp {
+                    // RFC 8684 §3.1: A = checksums; C = no joins to this address.
                     let flags = MpCapableFlags(
-                        MpCapableFlags::H | if c.csum { MpCapableFlags::A } else { 0 },
+                        MpCapableFlags::H
+                            | if c.csum { MpCapableFlags::A } else { 0 }
+                            | if self.cfg.no_joins_to_initial_address {
+                                MpCapableFlags::C
+                            } else {
+                                0
+                            },
                     );
                     let m = MpCapableRepr {
                         version: 1,
@@ -295,6 +303,57 @@ impl<P: PacketBuf> Engine<P> {
                     &[],
                 );
             }
+            Tx::AddAddr(_) | Tx::MpFail => {
+                // A pure ACK on the initial subflow with the timestamps and the
+                // option alone (no DSS: an IPv6 ADD_ADDR fills the rest).
+                let leg = c.legk(0);
+                if leg.ts {
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::NoOperation);
+                    let _ = b.push(&TcpOption::Timestamps {
+                        tsval: c.tsval(now),
+                        tsecr: leg.c_ts_recent,
+                    });
+                }
+                let mut o = [0u8; 30];
+                let n = if let Tx::AddAddr(i) = tx {
+                    let a = self.cfg.announce.get(usize::from(i))?;
+                    let addr_id = i + 1;
+                    // RFC 8684 §3.4.1: HMAC-SHA256 keyed with our key ‖ the client's
+                    // over ID ‖ address ‖ port (two zero bytes without a port),
+                    // rightmost 64 bits.
+                    let hmac = hac_wire::crypto::add_addr_hmac(
+                        c.local_key,
+                        c.client_key,
+                        addr_id,
+                        a.addr,
+                        a.port,
+                    );
+                    AddAddrRepr {
+                        addr_id,
+                        addr: a.addr,
+                        port: a.port,
+                        hmac: Some(hmac),
+                    }
+                    .emit(&mut o)
+                } else {
+                    // RFC 8684 §3.7: the DSN of the start of the failed mapping.
+                    let dsn = c.leg.mapping.map_or(c.c_dsn_nxt, |m| m.dsn);
+                    hac_wire::mptcp::MpFailRepr { dsn }.emit(&mut o)
+                };
+                if let Ok(n) = n {
+                    b.push_raw(&o[..n]).ok()?;
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
+                (seq, ack, flags, window, payload) = (
+                    leg.e_snd_nxt,
+                    c.subflow_ack(0),
+                    Flags::ACK,
+                    rescale(c.s_win, leg.e_ws),
+                    &[],
+                );
+            }
             Tx::ClientAck | Tx::ClientFin | Tx::PathAck(_) | Tx::PathFin(_) => {
                 let leg = c.legk(kk);
                 if leg.ts {
@@ -339,10 +398,22 @@ impl<P: PacketBuf> Engine<P> {
                     leg.ts.then(|| (c.tsval(now), leg.c_ts_recent)),
                     (leg.e_ws > 0 || leg.c_ws > 0).then_some(leg.e_ws),
                 );
-                // RFC 8684 §3.2: HMAC(Key-B‖Key-A, R-B‖R-A), leftmost 64 bits.
+                // RFC 8684 §3.2: our Address ID of the address the join came to (an
+                // announced one's, §3.4.1; 0: the connection's initial address).
+                let sp = self.cfg.service_port;
+                let addr_id = if leg.service == c.leg.service {
+                    0
+                } else {
+                    self.cfg
+                        .announce
+                        .iter()
+                        .position(|a| a.addr == leg.service.ip && a.port_or(sp) == leg.service.port)
+                        .map_or(0, |i| i as u8 + 1)
+                };
+                // HMAC(Key-B‖Key-A, R-B‖R-A), leftmost 64 bits.
                 let j = hac_wire::mptcp::MpJoinRepr::SynAck {
                     backup: false,
-                    addr_id: 0,
+                    addr_id,
                     hmac: hac_wire::crypto::join_hmac_truncated64(
                         c.local_key,
                         c.client_key,
@@ -426,6 +497,34 @@ impl<P: PacketBuf> Engine<P> {
                 (out_src, out_dst) = (c.pool, c.server);
                 (seq, ack, flags, window, payload) =
                     (c.p_snd_nxt.max(c.p_seq(0)), SeqNum(0), Flags::RST, 0, &[]);
+            }
+            Tx::SubflowFail(_) => {
+                // RFC 8684 §3.7: RST with MP_FAIL (the DSN where the failed mapping
+                // starts) and MP_TCPRST 0x06, middlebox interference (§3.6).
+                let leg = c.legk(kk);
+                let dsn = leg.mapping.map_or(c.c_dsn_nxt, |m| m.dsn);
+                let mut o = [0u8; 12];
+                if let Ok(n) = (hac_wire::mptcp::MpFailRepr { dsn }).emit(&mut o) {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                let mut o = [0u8; 4];
+                if let Ok(n) = (hac_wire::mptcp::MpTcpRstRepr {
+                    flags: hac_wire::mptcp::MpTcpRstFlags(0),
+                    reason: hac_wire::mptcp::TcpRstReason::MiddleboxInterference,
+                })
+                .emit(&mut o)
+                {
+                    let _ = b.push_raw(&o[..n]);
+                }
+                port = Port::Access;
+                (out_src, out_dst) = (leg.service, leg.client);
+                (seq, ack, flags, window, payload) = (
+                    leg.e_snd_nxt,
+                    leg.c_rcv_nxt,
+                    Flags::RST | Flags::ACK,
+                    0,
+                    &[],
+                );
             }
             Tx::ClientRst => {
                 if mptcp {

@@ -791,6 +791,10 @@ fn dss_checksums_on_two_paths() {
         "{}",
         s.summary()
     );
+    // The client's mappings (three segments each) were verified as they passed.
+    let c = s.engine.counters();
+    assert!(c.dss_checksum_ok > 100, "{}", c.dss_checksum_ok);
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (0, 0));
 }
 
 /// The upload direction: the client spreads its data over DSL and LTE under its own
@@ -1472,4 +1476,342 @@ fn ack_hold_equalises_the_servers_rtt_over_unequal_delays() {
     assert!(unequal >= 90 * MS, "{} us", unequal);
     // Equal delays: no hold; a path's 40 ms plus the server leg and queueing.
     assert!(equal < 100 * MS, "{} us", equal);
+}
+
+// ------------------------------------------------------------------ our ADD_ADDR, flag C
+
+/// A second converter address of each family, announced with ADD_ADDR.
+const SECOND_V4: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 9, 1));
+const SECOND_V6: std::net::IpAddr =
+    std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1));
+
+/// The engine with the second addresses as service addresses, announced (v4 as
+/// address ID 1, v6 as ID 2), and flag C as asked.
+fn announcing(v6: bool, paths: Vec<PathSpec>, c_flag: bool, v4_port: Option<u16>) -> MpSetup {
+    let mut st = setup(v6, paths);
+    st.engine.service_addrs.extend([SECOND_V4, SECOND_V6]);
+    st.engine.announce = vec![
+        hac_core::Announce {
+            addr: SECOND_V4,
+            port: v4_port,
+        },
+        hac_core::Announce {
+            addr: SECOND_V6,
+            port: None,
+        },
+    ];
+    st.engine.no_joins_to_initial_address = c_flag;
+    st
+}
+
+/// HMAC-SHA256 (RFC 2104) written out here from SHA-256 alone, so that the ADD_ADDR
+/// check does not share code with the engine's `hac_wire::crypto`.
+fn hmac_sha256_rfc2104(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// RFC 8684 §3.4.1, from the text: key = sender's key ‖ receiver's key; message =
+/// Address ID ‖ address ‖ port (two zero bytes when the option has no port);
+/// truncated to the rightmost 64 bits.
+fn rfc_add_addr_hmac(
+    sender_key: u64,
+    receiver_key: u64,
+    id: u8,
+    addr: std::net::IpAddr,
+    port: Option<u16>,
+) -> u64 {
+    let mut key = sender_key.to_be_bytes().to_vec();
+    key.extend_from_slice(&receiver_key.to_be_bytes());
+    let mut msg = vec![id];
+    match addr {
+        std::net::IpAddr::V4(a) => msg.extend_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => msg.extend_from_slice(&a.octets()),
+    }
+    msg.extend_from_slice(&port.unwrap_or(0).to_be_bytes());
+    let h = hmac_sha256_rfc2104(&key, &msg);
+    u64::from_be_bytes(h[24..].try_into().unwrap())
+}
+
+/// RFC 8684 §3.1: flag C in our MP_CAPABLE SYN-ACK exactly when configured.
+#[test]
+fn c_flag_is_set_only_when_configured() {
+    for c in [false, true] {
+        let s = conn_joined(announcing(false, vec![dsl()], c, None));
+        let flags = s.client.synack_flags.expect("MP_CAPABLE SYN-ACK");
+        assert_eq!(
+            flags.0 & hac_wire::mptcp::MpCapableFlags::C != 0,
+            c,
+            "C flag with no_joins_to_initial_address = {c}: {flags:?}"
+        );
+        assert!(flags.0 & hac_wire::mptcp::MpCapableFlags::H != 0);
+    }
+}
+
+/// RFC 8684 §3.4.1: once established, the engine announces its other address of
+/// the connection's family (not the one the client connected to, not the other
+/// family), once, with the truncated HMAC of the RFC; the client's echo ends it.
+fn add_addr_announced_once_and_echoed(v6: bool) {
+    let mut s = conn_joined(announcing(v6, vec![dsl()], false, None));
+    transfer(&mut s, &pattern(50_000, 1), &pattern(200_000, 2), 20 * SEC);
+    s.run_for(30 * SEC);
+    let (id, addr) = if v6 { (2, SECOND_V6) } else { (1, SECOND_V4) };
+    let got = &s.client.add_addrs;
+    assert_eq!(got.len(), 1, "one ADD_ADDR, echoed at once: {got:?}");
+    let (at, sub, a) = got[0];
+    assert_eq!(sub, 0, "on the initial subflow");
+    assert!(
+        s.client.subs[0].established_at.is_some_and(|e| at >= e),
+        "ADD_ADDR before the connection was established"
+    );
+    assert_eq!((a.addr_id, a.addr, a.port), (id, addr, None));
+    let want = rfc_add_addr_hmac(s.client.remote_key, s.client.key, id, addr, None);
+    assert_eq!(a.hmac, Some(want), "truncated HMAC (RFC 8684 §3.4.1)");
+    let c = s.engine.counters();
+    assert_eq!(
+        (c.add_addr_sent, c.add_addr_echoed, c.add_addr_unanswered),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn add_addr_is_announced_once_with_the_rfc_hmac_and_echoed_v4() {
+    add_addr_announced_once_and_echoed(false);
+}
+
+#[test]
+fn add_addr_is_announced_once_with_the_rfc_hmac_and_echoed_v6() {
+    add_addr_announced_once_and_echoed(true);
+}
+
+/// A port in the announcement is in the HMAC's message.
+#[test]
+fn add_addr_with_a_port_carries_it_in_the_hmac() {
+    let mut s = conn_joined(announcing(false, vec![dsl()], false, Some(6000)));
+    s.run_for(2 * SEC);
+    let (_, _, a) = s.client.add_addrs[0];
+    assert_eq!(a.port, Some(6000));
+    let want = rfc_add_addr_hmac(s.client.remote_key, s.client.key, 1, SECOND_V4, Some(6000));
+    assert_eq!(a.hmac, Some(want));
+}
+
+/// Without the echo the announcement is re-sent at the retransmission timeout, four
+/// transmissions in all, then given up; the connection is unaffected.
+#[test]
+fn add_addr_is_resent_until_echoed_and_bounded() {
+    let mut st = announcing(false, vec![dsl()], false, None);
+    st.client.echo_add_addr = false;
+    let mut s = conn_joined(st);
+    s.run_for(60 * SEC);
+    let got = &s.client.add_addrs;
+    assert_eq!(got.len(), 4, "first + 3 retransmissions: {got:?}");
+    assert!(got.windows(2).all(|w| w[1].0 > w[0].0 && w[1].2 == w[0].2));
+    let c = s.engine.counters();
+    assert_eq!((c.add_addr_sent, c.add_addr_unanswered), (4, 1));
+    transfer(&mut s, &pattern(50_000, 3), &pattern(300_000, 4), 20 * SEC);
+    assert_eq!(s.client.add_addrs.len(), 4, "nothing re-sent later");
+}
+
+/// Joins to an announced address (and port) are accepted; with flag C a join to
+/// the initial address is refused with MP_TCPRST "administratively prohibited";
+/// data flows over the joined subflow.
+#[test]
+fn joins_go_to_the_announced_address_and_not_the_initial_one_with_c() {
+    let mut st = announcing(false, vec![dsl(), lte(), lte()], true, Some(6000));
+    st.client.subflows[1].service = Some(std::net::SocketAddr::new(SECOND_V4, 6000));
+    st.client.subflows[2].addr = Some(client_addr(false, 2));
+    st.client.subflows[2].expect_refusal = true;
+    let mut s = conn_joined(st);
+    assert_eq!(
+        s.client.subs[1].state,
+        SubState::Established,
+        "{}",
+        tail(&s)
+    );
+    // The SYN-ACK names the address by its announced ID (RFC 8684 §3.2).
+    assert_eq!(s.client.subs[1].remote_addr_id, Some(1));
+    assert_eq!(s.client.subs[2].state, SubState::Refused);
+    let r = s.client.subs[2].rsts[0].tcprst().expect("MP_TCPRST");
+    assert_eq!(
+        r.reason,
+        hac_wire::mptcp::TcpRstReason::AdministrativelyProhibited
+    );
+    assert_eq!(s.engine.counters().joins_accepted, 1);
+    transfer(&mut s, &pattern(300_000, 5), &pattern(2 << 20, 6), 30 * SEC);
+    assert!(down_share(&s, 1) > 0.1, "{}", s.summary());
+}
+
+/// Without flag C, the same join to the initial address is accepted.
+#[test]
+fn joins_to_the_initial_address_are_accepted_without_c() {
+    let st = announcing(false, vec![dsl(), lte()], false, None);
+    let s = conn_joined(st);
+    assert_eq!(s.client.subs[1].state, SubState::Established);
+    assert_eq!(s.client.subs[1].remote_addr_id, Some(0));
+}
+
+// ------------------------------------------------------------------ DSS checksum, MP_FAIL
+
+/// A middlebox on an access path: from the `skip + 1`-th IPv4 client data segment of
+/// at least 200 payload bytes on, `count` of them get one payload byte changed;
+/// with `fix_tcp` the TCP checksum is recomputed (the change is invisible to TCP,
+/// only the DSS checksum sees it), without it the segment is simply corrupt.
+fn corrupt(skip: usize, count: usize, fix_tcp: bool) -> Mangle {
+    let mut seen = 0;
+    Box::new(move |p: &mut Vec<u8>| {
+        if p.len() < 20 || p[0] >> 4 != 4 {
+            return;
+        }
+        let ihl = usize::from(p[0] & 0xf) * 4;
+        let doff = usize::from(p[ihl + 12] >> 4) * 4;
+        if p.len() < ihl + doff + 200 {
+            return;
+        }
+        seen += 1;
+        if seen <= skip || seen > skip + count {
+            return;
+        }
+        p[ihl + doff + 101] ^= 0x5a;
+        if fix_tcp {
+            p[ihl + 16] = 0;
+            p[ihl + 17] = 0;
+            let src = std::net::Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+            let dst = std::net::Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            let c = hac_wire::checksum::tcp_ipv4(src, dst, &p[ihl..]);
+            p[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+        }
+    })
+}
+
+fn csum_setup(paths: Vec<PathSpec>, mapping_segments: usize) -> MpSetup {
+    let mut st = setup(false, paths);
+    st.client.csum = true;
+    st.client.mapping_segments = mapping_segments;
+    st
+}
+
+/// A segment corrupted on the access link (its TCP checksum wrong) is dropped as
+/// such while checksums are in use, never counted against its mapping: the client
+/// retransmits it and the transfer is byte-exact, without MP_FAIL.
+#[test]
+fn corrupt_segment_is_dropped_not_counted_against_its_mapping() {
+    let mut s = conn_joined(csum_setup(vec![dsl()], 3));
+    s.up[0].mangle = Some(corrupt(5, 3, false));
+    transfer(
+        &mut s,
+        &pattern(300_000, 9),
+        &pattern(100_000, 10),
+        30 * SEC,
+    );
+    let c = s.engine.counters();
+    assert_eq!(c.drops[hac_core::DropReason::TcpChecksum as usize], 3);
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (0, 0));
+    assert!(c.dss_checksum_ok > 50);
+}
+
+/// RFC 8684 §3.7, one subflow: a mapping whose payload a middlebox changed (TCP
+/// checksum fixed up) fails its DSS checksum; the engine sends MP_FAIL with the
+/// DSN where that mapping starts, once (no further checks until the client falls
+/// back), and does not fall back before the client's infinite mapping.
+#[test]
+fn dss_checksum_failure_on_a_lone_subflow_sends_mp_fail() {
+    let mut s = conn_joined(csum_setup(vec![dsl()], 3));
+    s.up[0].mangle = Some(corrupt(5, 2, true));
+    s.client.write(&pattern(200_000, 11));
+    s.run_for(5 * SEC);
+    let c = s.engine.counters();
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (1, 1), "{c:?}");
+    assert_eq!(c.fallbacks, 0);
+    let fails = &s.client.mp_fail_received;
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    let (_, sub, dsn) = fails[0];
+    assert_eq!(sub, 0);
+    // Mappings of three segments from the first data byte: the failed one starts
+    // at a multiple of three segments' worth of data.
+    let off = dsn.0.wrapping_sub(s.client.idsn.0 + 1);
+    assert!(off < 200_000, "MP_FAIL DSN {off} bytes past the IDSN");
+    // The client's infinite mapping (RFC 8684 §3.3.1, length 0) ends MPTCP.
+    assert!(s.engine.counters().drops[hac_core::DropReason::DssChecksum as usize] == 0);
+}
+
+/// RFC 8684 §3.7, several subflows: the subflow whose mapping failed is reset with
+/// MP_FAIL and MP_TCPRST 0x06 (middlebox interference), the failed segment is not
+/// delivered, and the client's data goes on over the other subflow byte-exact.
+#[test]
+fn dss_checksum_failure_with_two_subflows_resets_that_subflow() {
+    let mut s = conn_joined(csum_setup(vec![dsl(), lte()], 1));
+    // The client model sends its data on the faster subflow while it has room.
+    s.up[0].mangle = Some(corrupt(3, 1, true));
+    s.client.write(&pattern(400_000, 12));
+    s.client.close();
+    s.server.close();
+    s.run_until(30 * SEC, |s| s.client.closed() && s.server.closed());
+    let c = s.engine.counters();
+    assert_eq!(c.dss_checksum_failed, 1, "{c:?}");
+    assert_eq!(c.drops[hac_core::DropReason::DssChecksum as usize], 1);
+    let rst = s.client.subs[0]
+        .rsts
+        .iter()
+        .find(|r| r.tcprst().is_some())
+        .expect("RST with MP_TCPRST on the DSL subflow");
+    assert_eq!(
+        rst.tcprst().unwrap().reason,
+        hac_wire::mptcp::TcpRstReason::MiddleboxInterference
+    );
+    assert!(rst.mp_fail().is_some(), "RST without MP_FAIL");
+    assert_eq!(s.client.subs[1].state, SubState::Established);
+    let syn_app = s.client.cfg.syn_app.len();
+    assert_eq!(
+        &s.server.rx.data[syn_app..],
+        &s.client.app[..],
+        "upstream bytes differ"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Fuzz-ish: with checksums in use on two subflows, a middlebox changes random
+    /// bytes (payload, options or headers, TCP checksum fixed up or not) of random
+    /// client packets; the engine never panics, whatever it makes of them.
+    #[test]
+    fn corrupted_client_packets_never_panic(
+        seed in proptest::prelude::any::<u64>(),
+        rate in 1u64..20,
+        fix in proptest::prelude::any::<bool>(),
+    ) {
+        let mut s = conn_joined(csum_setup(vec![dsl(), lte()], 3));
+        for i in 0..2 {
+            let mut x = seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            s.up[i].mangle = Some(Box::new(move |p: &mut Vec<u8>| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 100 >= rate || p.len() < 41 || p[0] >> 4 != 4 {
+                    return;
+                }
+                let at = 20 + (x >> 32) as usize % (p.len() - 20);
+                p[at] ^= (x >> 8) as u8 | 1;
+                if fix {
+                    p[36] = 0;
+                    p[37] = 0;
+                    let src = std::net::Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+                    let dst = std::net::Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                    let c = hac_wire::checksum::tcp_ipv4(src, dst, &p[20..]);
+                    p[36..38].copy_from_slice(&c.to_be_bytes());
+                }
+            }));
+        }
+        s.client.write(&pattern(200_000, 13));
+        s.server.write(&pattern(200_000, 14));
+        s.run_for(3 * SEC);
+    }
 }

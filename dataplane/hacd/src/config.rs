@@ -120,6 +120,9 @@ struct RawMultipath {
     repair_cache: Option<bool>,
     cache_limit_bytes: Option<usize>,
     cache_limit_segments: Option<usize>,
+    no_joins_to_initial_address: Option<bool>,
+    #[serde(default)]
+    announce: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,6 +485,23 @@ impl Config {
         if let Some(n) = mp.cache_limit_segments {
             engine.cache_limit_segments = n;
         }
+        if let Some(b) = mp.no_joins_to_initial_address {
+            engine.no_joins_to_initial_address = b;
+        }
+        for (i, a) in mp.announce.iter().enumerate() {
+            let key = format!("multipath.announce[{i}]");
+            let ann = parse_announce(&key, a)?;
+            if !engine.service_addrs.contains(&ann.addr) {
+                return err(
+                    key,
+                    format!(
+                        "{} is not one of converter.addresses: only addresses this converter serves can be announced",
+                        ann.addr
+                    ),
+                );
+            }
+            engine.announce.push(ann);
+        }
         engine.validate().or_else(|e| {
             let key = match e.field {
                 "service_addrs" => "converter.addresses",
@@ -494,6 +514,7 @@ impl Config {
                 "syn_timeout" => "timeouts.syn_ms",
                 "max_subflows" => "multipath.max_subflows",
                 "cache_limit_segments" => "multipath.cache_limit_segments",
+                "announce" => "multipath.announce",
                 other => other,
             };
             err(key, e.reason)
@@ -588,6 +609,24 @@ impl Config {
             Role::Access => self.engine.service_addrs.contains(&ip),
             Role::Core => self.engine.pool.contains(ip),
         }
+    }
+}
+
+/// An announced address: `ADDR`, `V4:PORT` or `[V6]:PORT`.
+fn parse_announce(key: &str, s: &str) -> Result<hac_core::Announce, ConfigError> {
+    if let Ok(addr) = s.parse::<IpAddr>() {
+        return Ok(hac_core::Announce { addr, port: None });
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(sa) if sa.port() != 0 => Ok(hac_core::Announce {
+            addr: sa.ip(),
+            port: Some(sa.port()),
+        }),
+        Ok(_) => err(key, "the port must not be 0"),
+        Err(_) => err(
+            key,
+            format!("`{s}` is not ADDRESS, IPV4:PORT or [IPV6]:PORT"),
+        ),
     }
 }
 
@@ -710,5 +749,45 @@ lcores = [1]
             key("[allocation_log]\nfile = \"/a\"\nsyslog_socket = \"/b\""),
             "allocation_log.syslog_socket"
         );
+    }
+
+    #[test]
+    fn multipath_announce_and_c_flag() {
+        let parse = |mp: &str| Config::parse(&format!("{LAB}\n[multipath]\n{mp}\n"));
+        let c = parse(
+            "no_joins_to_initial_address = true\nannounce = [\"192.0.2.1\", \"192.0.2.1:6000\", \"2001:db8:ffff::1\"]",
+        )
+        .unwrap();
+        assert!(c.engine.no_joins_to_initial_address);
+        let want = |a: &str, port| hac_core::Announce {
+            addr: a.parse().unwrap(),
+            port,
+        };
+        assert_eq!(
+            c.engine.announce,
+            vec![
+                want("192.0.2.1", None),
+                want("192.0.2.1", Some(6000)),
+                want("2001:db8:ffff::1", None)
+            ]
+        );
+        assert!(
+            !Config::parse(LAB)
+                .unwrap()
+                .engine
+                .no_joins_to_initial_address
+        );
+        // Only addresses this converter serves.
+        let e = parse("announce = [\"192.0.2.9\"]").unwrap_err();
+        assert_eq!(e.key, "multipath.announce[0]");
+        assert!(e.reason.contains("converter.addresses"), "{e}");
+        let e = parse("announce = [\"192.0.2.1\", \"pizza\"]").unwrap_err();
+        assert_eq!(e.key, "multipath.announce[1]");
+        let e = parse("announce = [\"192.0.2.1:0\"]").unwrap_err();
+        assert_eq!(e.key, "multipath.announce[0]");
+        let e = parse("announce = [\"[2001:db8:ffff::1]:6000\"]").unwrap_err();
+        assert_eq!(e.key, "multipath.announce");
+        let e = parse("announce = [\"192.0.2.1\", \"192.0.2.1\"]").unwrap_err();
+        assert_eq!(e.key, "multipath.announce");
     }
 }

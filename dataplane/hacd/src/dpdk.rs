@@ -268,6 +268,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                     cache_mean_mean = cache.2,
                     cache_peak_max = cache.3,
                     generated = c.generated,
+                    add_addr_sent = c.add_addr_sent,
+                    add_addr_echoed = c.add_addr_echoed,
+                    dss_checksum_ok = c.dss_checksum_ok,
+                    dss_checksum_failed = c.dss_checksum_failed,
+                    mp_fail_sent = c.mp_fail_sent,
                     "engine counters"
                 );
                 Ok(Vec::new())

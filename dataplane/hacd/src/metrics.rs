@@ -90,6 +90,12 @@ pub struct EngineStats {
     pub joins_refused: AtomicU64,
     /// Scheduler placements by policy.
     pub placements: [AtomicU64; 3],
+    /// Our ADD_ADDRs: sent, echoed, unanswered.
+    pub add_addr: [AtomicU64; 3],
+    /// DSS checksums of client mappings: verified, unverified.
+    pub dss_checksum: [AtomicU64; 2],
+    /// MP_FAIL sent, received.
+    pub mp_fail: [AtomicU64; 2],
     /// Segments repaired from the repair cache.
     pub repairs: AtomicU64,
     /// Segments re-sent on another subflow.
@@ -132,6 +138,13 @@ impl EngineStats {
         for (a, v) in self.placements.iter().zip(c.placements) {
             set(a, v);
         }
+        set(&self.add_addr[0], c.add_addr_sent);
+        set(&self.add_addr[1], c.add_addr_echoed);
+        set(&self.add_addr[2], c.add_addr_unanswered);
+        set(&self.dss_checksum[0], c.dss_checksum_ok);
+        set(&self.dss_checksum[1], c.dss_checksum_unverified);
+        set(&self.mp_fail[0], c.mp_fail_sent);
+        set(&self.mp_fail[1], c.mp_fail_received);
         set(&self.repairs, c.repairs);
         set(&self.reinjections, c.reinjections);
         set(&self.generated, c.generated);
@@ -264,6 +277,24 @@ const FAMILIES: &[Family] = &[
         "MP_JOIN subflows accepted or refused (RFC 8684 §3.2).",
         COUNTER,
         &["result"],
+    ),
+    family(
+        "hac_add_addr_total",
+        "Our ADD_ADDR announcements (RFC 8684 §3.4.1): sent (retransmissions included), echoed by the client, given up unanswered.",
+        COUNTER,
+        &["result"],
+    ),
+    family(
+        "hac_dss_checksum_total",
+        "Client mappings checked against their DSS checksum (RFC 8684 §3.3.1): ok, unverified (a segment arrived after a hole); failures count as drops with reason dss_checksum.",
+        COUNTER,
+        &["result"],
+    ),
+    family(
+        "hac_mp_fail_total",
+        "MP_FAIL options (RFC 8684 §3.7) sent to and received from clients.",
+        COUNTER,
+        &["direction"],
     ),
     family(
         "hac_scheduler_placements_total",
@@ -535,6 +566,19 @@ impl HacCollector {
             "hac_subflow_joins_total" => {
                 s.add(&[("result", "accepted")], e(|x| &x.joins_accepted));
                 s.add(&[("result", "refused")], e(|x| &x.joins_refused));
+            }
+            "hac_add_addr_total" => {
+                s.add(&[("result", "sent")], e(|x| &x.add_addr[0]));
+                s.add(&[("result", "echoed")], e(|x| &x.add_addr[1]));
+                s.add(&[("result", "unanswered")], e(|x| &x.add_addr[2]));
+            }
+            "hac_dss_checksum_total" => {
+                s.add(&[("result", "ok")], e(|x| &x.dss_checksum[0]));
+                s.add(&[("result", "unverified")], e(|x| &x.dss_checksum[1]));
+            }
+            "hac_mp_fail_total" => {
+                s.add(&[("direction", "sent")], e(|x| &x.mp_fail[0]));
+                s.add(&[("direction", "received")], e(|x| &x.mp_fail[1]));
             }
             "hac_scheduler_placements_total" => {
                 for p in POLICIES {

@@ -30,8 +30,8 @@ use hac_wire::crypto::key_material;
 use hac_wire::ipv4::Ipv4Repr;
 use hac_wire::ipv6::Ipv6Repr;
 use hac_wire::mptcp::{
-    DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr, MpJoinRepr,
-    MpPrioRepr, MpTcpRstRepr, MptcpOption,
+    AddAddrRepr, DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr,
+    MpJoinRepr, MpPrioRepr, MpTcpRstRepr, MptcpOption,
 };
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::{self, Flags, TcpRepr};
@@ -122,6 +122,8 @@ pub enum Mp {
     Join(MpJoinRepr),
     TcpRst(MpTcpRstRepr),
     Prio(MpPrioRepr),
+    AddAddr(AddAddrRepr),
+    Fail(DataSeq),
     Other(u8),
 }
 
@@ -183,6 +185,20 @@ impl Pkt {
     pub fn tcprst(&self) -> Option<MpTcpRstRepr> {
         self.mptcp.iter().find_map(|o| match o {
             Mp::TcpRst(r) => Some(*r),
+            _ => None,
+        })
+    }
+
+    pub fn add_addr(&self) -> Option<AddAddrRepr> {
+        self.mptcp.iter().find_map(|o| match o {
+            Mp::AddAddr(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    pub fn mp_fail(&self) -> Option<DataSeq> {
+        self.mptcp.iter().find_map(|o| match o {
+            Mp::Fail(d) => Some(*d),
             _ => None,
         })
     }
@@ -277,6 +293,8 @@ pub fn parse(b: &[u8]) -> Result<Pkt, String> {
                     MptcpOption::MpJoin(j) => Mp::Join(j),
                     MptcpOption::MpTcpRst(r) => Mp::TcpRst(r),
                     MptcpOption::MpPrio(r) => Mp::Prio(r),
+                    MptcpOption::AddAddr(a) => Mp::AddAddr(a),
+                    MptcpOption::MpFail(f) => Mp::Fail(f.dsn),
                     other => Mp::Other(other.subtype()),
                 });
             }
@@ -2449,6 +2467,10 @@ pub fn describe(p: &Pkt) -> String {
             Mp::Join(j) => s += &format!(" JOIN{j:?}"),
             Mp::TcpRst(r) => s += &format!(" TCPRST {:?}", r.reason),
             Mp::Prio(p) => s += &format!(" PRIO b={}", p.backup),
+            Mp::AddAddr(a) => {
+                s += &format!(" ADD_ADDR id={} {} e={}", a.addr_id, a.addr, a.is_echo());
+            }
+            Mp::Fail(d) => s += &format!(" MP_FAIL {}", d.0),
             Mp::Other(t) => s += &format!(" mptcp-{t}"),
         }
     }

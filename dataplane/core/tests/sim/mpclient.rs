@@ -45,8 +45,8 @@ use hac_core::{Action, DropReason, Engine, EngineConfig, Instant, Port, VecPacke
 use hac_wire::checksum::{self, Checksum};
 use hac_wire::crypto::{join_hmac_truncated64, join_hmac160, key_material};
 use hac_wire::mptcp::{
-    DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr, MpJoinRepr,
-    MpPrioRepr, MpTcpRstFlags, MpTcpRstRepr, MptcpOption, RemoveAddrRepr, TcpRstReason,
+    AddAddrRepr, DataSeqField, DssRepr, Mapping, MpCapableFlags, MpCapableForm, MpCapableRepr,
+    MpJoinRepr, MpPrioRepr, MpTcpRstFlags, MpTcpRstRepr, MptcpOption, RemoveAddrRepr, TcpRstReason,
 };
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::Flags;
@@ -174,6 +174,9 @@ impl PathSpec {
     }
 }
 
+/// Rewrites a packet in place (a middlebox on an access path).
+pub type Mangle = Box<dyn FnMut(&mut Vec<u8>)>;
+
 /// A one-way access link: FIFO, serialisation at `rate_bps`, then `delay_us`;
 /// random loss on entry, tail drop beyond `queue_us`, and outages during which
 /// everything on the link is lost.
@@ -187,6 +190,8 @@ pub struct AccessLink {
     pub outages: Vec<(u64, u64)>,
     /// Drops packets for which it returns true (targeted loss in scenarios).
     pub drop_rule: Option<DropRule>,
+    /// Rewrites packets on entry (a middlebox in scenarios).
+    pub mangle: Option<Mangle>,
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
@@ -220,6 +225,7 @@ impl AccessLink {
             busy_until: 0,
             outages: Vec::new(),
             drop_rule: None,
+            mangle: None,
             sent: 0,
             delivered: 0,
             lost: 0,
@@ -238,8 +244,11 @@ impl AccessLink {
         self.cut_during(at, at)
     }
 
-    pub fn send(&mut self, now: u64, p: Vec<u8>) {
+    pub fn send(&mut self, now: u64, mut p: Vec<u8>) {
         self.sent += 1;
+        if let Some(m) = &mut self.mangle {
+            m(&mut p);
+        }
         let pk = parse(&p).ok();
         if let (Some(rule), Some(pk)) = (&mut self.drop_rule, &pk)
             && rule(pk)
@@ -332,6 +341,9 @@ pub struct SubflowPlan {
     pub addr: Option<SocketAddr>,
     /// Address ID (default: the subflow index).
     pub addr_id: Option<u8>,
+    /// Converter address and port this subflow is opened to (default: the service
+    /// address of the configuration, e.g. one the converter announced).
+    pub service: Option<SocketAddr>,
 }
 
 impl SubflowPlan {
@@ -344,6 +356,7 @@ impl SubflowPlan {
             window_segments: 64,
             addr: None,
             addr_id: None,
+            service: None,
         }
     }
 }
@@ -378,6 +391,8 @@ pub struct MpClientCfg {
     pub subflows: Vec<SubflowPlan>,
     /// Fixed MPTCP key (default: random).
     pub key: Option<u64>,
+    /// Echo the converter's ADD_ADDRs (RFC 8684 §3.4.1; default true).
+    pub echo_add_addr: bool,
     pub seed: u64,
 }
 
@@ -400,6 +415,7 @@ impl MpClientCfg {
             rcv_buf: 4 << 20,
             subflows: (0..subflows.max(1)).map(|_| SubflowPlan::join()).collect(),
             key: None,
+            echo_add_addr: true,
             seed: 1,
         }
     }
@@ -440,6 +456,10 @@ pub struct Subflow {
     pub idx: usize,
     pub plan: SubflowPlan,
     pub addr: SocketAddr,
+    /// The converter's end of this subflow.
+    pub service: SocketAddr,
+    /// The converter's Address ID in its join SYN-ACK.
+    pub remote_addr_id: Option<u8>,
     pub addr_id: u8,
     /// Backup priority we asked for (join B flag or MP_PRIO).
     pub backup: bool,
@@ -525,11 +545,20 @@ pub struct Subflow {
 }
 
 impl Subflow {
-    fn new(idx: usize, plan: SubflowPlan, addr: SocketAddr, rng: &mut Rng, min_rto: u64) -> Self {
+    fn new(
+        idx: usize,
+        plan: SubflowPlan,
+        addr: SocketAddr,
+        service: SocketAddr,
+        rng: &mut Rng,
+        min_rto: u64,
+    ) -> Self {
         let cwnd = plan.window_segments;
         Subflow {
             cwnd,
             idx,
+            service,
+            remote_addr_id: None,
             addr_id: plan.addr_id.unwrap_or(idx as u8),
             backup: idx > 0 && plan.backup,
             plan,
@@ -700,6 +729,12 @@ pub struct MpClient {
     /// MP_CAPABLE negotiated on the initial subflow.
     pub mptcp: bool,
     pub csum: bool,
+    /// The flags of the converter's MP_CAPABLE SYN-ACK.
+    pub synack_flags: Option<MpCapableFlags>,
+    /// ADD_ADDR options the converter sent: (time, subflow, option).
+    pub add_addrs: Vec<(u64, usize, AddAddrRepr)>,
+    /// MP_FAIL options the converter sent: (time, subflow, DSN).
+    pub mp_fail_received: Vec<(u64, usize, DataSeq)>,
     /// A DSS with a DATA_ACK arrived (Linux: the connection is fully established;
     /// joins may start).
     pub fully_established: bool,
@@ -747,7 +782,8 @@ impl MpClient {
             .enumerate()
             .map(|(i, plan)| {
                 let addr = plan.addr.unwrap_or_else(|| client_addr(cfg.v6, i));
-                Subflow::new(i, plan.clone(), addr, &mut rng, cfg.min_rto_us)
+                let service = plan.service.unwrap_or(cfg.service);
+                Subflow::new(i, plan.clone(), addr, service, &mut rng, cfg.min_rto_us)
             })
             .collect();
         MpClient {
@@ -761,6 +797,9 @@ impl MpClient {
             syn_payload,
             mptcp: false,
             csum: false,
+            synack_flags: None,
+            add_addrs: Vec::new(),
+            mp_fail_received: Vec::new(),
             fully_established: false,
             fully_established_at: None,
             subs,
@@ -927,16 +966,7 @@ impl MpClient {
     ) {
         let window = if flags.rst() { 0 } else { self.window_field(i) };
         let s = &self.subs[i];
-        let p = build(
-            s.addr,
-            self.cfg.service,
-            seq,
-            ack,
-            flags,
-            window,
-            opts,
-            payload,
-        );
+        let p = build(s.addr, s.service, seq, ack, flags, window, opts, payload);
         self.out.push((i, p));
     }
 
@@ -976,7 +1006,11 @@ impl MpClient {
             if ts.0 {
                 push_ts(b, tsval, ts.1);
             }
-            if i == 0 && !fully {
+            // An ADD_ADDR echo goes on a pure ACK of its own, without the DSS
+            // (Linux: an IPv6 echo leaves no room for it).
+            let echo = matches!(extra, Some(MptcpOption::AddAddr(_)));
+            if echo {
+            } else if i == 0 && !fully {
                 // Linux repeats the third ACK's MP_CAPABLE until fully established.
                 push_mpc(b, mpc);
             } else {
@@ -1092,7 +1126,7 @@ impl MpClient {
         s.syn_rto *= 2;
         let p = build(
             s.addr,
-            self.cfg.service,
+            s.service,
             s.isn,
             SeqNum(0),
             Flags::SYN,
@@ -1186,6 +1220,7 @@ impl MpClient {
                         self.anomaly(now, format!("bad MP_CAPABLE in SYN-ACK: {c:?}"));
                     }
                     self.mptcp = true;
+                    self.synack_flags = Some(c.flags);
                     self.csum = self.cfg.csum || c.flags.checksum_required();
                     self.remote_key = sender_key;
                     let km = key_material(sender_key);
@@ -1215,6 +1250,9 @@ impl MpClient {
         match verdict {
             Ok(nonce_b) => {
                 self.subs[i].remote_nonce = nonce_b;
+                if let Some(MpJoinRepr::SynAck { addr_id, .. }) = p.join() {
+                    self.subs[i].remote_addr_id = Some(addr_id);
+                }
                 self.subs[i].state = SubState::PreEstablished;
                 self.send_third_ack(now, i);
             }
@@ -1237,7 +1275,7 @@ impl MpClient {
         if !p.checksum_ok {
             return self.anomaly(now, format!("subflow {i}: bad TCP checksum"));
         }
-        if p.src != self.cfg.service || p.dst != self.subs[i].addr {
+        if p.src != self.subs[i].service || p.dst != self.subs[i].addr {
             return self.anomaly(
                 now,
                 format!("subflow {i}: unexpected {} -> {}", p.src, p.dst),
@@ -1424,6 +1462,17 @@ impl MpClient {
         }
         if let Some(pr) = p.prio() {
             self.subs[i].prio_received.push(pr.backup);
+        }
+        if let Some(a) = p.add_addr() {
+            self.add_addrs.push((now, i, a));
+            if !a.is_echo() && self.cfg.echo_add_addr {
+                // RFC 8684 §3.4.1: the echo, E = 1 without the HMAC.
+                let echo = AddAddrRepr { hmac: None, ..a };
+                self.send_ack(now, i, Some(MptcpOption::AddAddr(echo)));
+            }
+        }
+        if let Some(d) = p.mp_fail() {
+            self.mp_fail_received.push((now, i, d));
         }
         let dss = p.dss();
         let data_ack_moved = match dss.and_then(|d| d.data_ack) {
@@ -2441,7 +2490,7 @@ impl MpSim {
             Port::Access => {
                 let i = self.client.subs.iter().position(|s| s.addr == p.dst);
                 match i {
-                    Some(i) if p.src == self.client.cfg.service => {
+                    Some(i) if p.src == self.client.subs[i].service => {
                         self.check_ack(i, &p);
                         if i > 0
                             && !p.payload.is_empty()
