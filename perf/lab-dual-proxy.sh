@@ -38,9 +38,10 @@ N=${N:-20} DELAY=${DELAY:-10} GB_MB=${GB_MB:-1024} PARTS=${PARTS:-ttfb cpu agg}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 P=$LAB_PREFIX
 www=$(mktemp -d /tmp/$P-www.XXXXXX)
-srv_pid=
+srv_pid= harness_pid=
 cleanup() {
     [[ -n $srv_pid ]] && kill "$srv_pid" 2>/dev/null || true
+    [[ -n $harness_pid ]] && kill "$harness_pid" 2>/dev/null || true
     deploy/lab.sh down >/dev/null 2>&1 || true
     rm -rf "$www"
 }
@@ -56,9 +57,10 @@ deploy/lab.sh up --dual-proxy
 exec 7> >(ip netns exec "$P-server" python3 -u cpe/tests/scripts/http_server.py --dir "$www" \
     --port 8080 --lifetime 900 >/dev/null)
 srv_pid=$!
-# (server.py exits when its stdin ends: a sleep holds it open; lab.sh down stops both.)
-sleep 900 | ip netns exec "$P-server" python3 -u dataplane/harness/scripts/server.py \
-    --bind 198.51.100.2 --port 8081 --io-timeout 30 --lifetime 900 >/dev/null 2>&1 &
+# (server.py exits when its stdin ends: fd 8 holds it open until the end.)
+exec 8> >(ip netns exec "$P-server" python3 -u dataplane/harness/scripts/server.py \
+    --bind 198.51.100.2 --port 8081 --io-timeout 30 --lifetime 900 >/dev/null 2>&1)
+harness_pid=$!
 sleep 1
 deploy/lab.sh shape dsl 20 "$DELAY" >/dev/null
 deploy/lab.sh shape lte 20 20 >/dev/null
@@ -110,8 +112,9 @@ print("hac-cpe CPU per GB relayed: %.2f s (%.0f MiB in %.1f s, %.0f Mbit/s, hac-
       % (cpu / gb, mb, s1 - s0, mb * 8 * 1.048576 / (s1 - s0), 100 * cpu / (s1 - s0)))
 PY
 fi
-kill "$srv_pid" 2>/dev/null || true
-srv_pid=
+exec 7>&- 8>&-
+kill "$srv_pid" "$harness_pid" 2>/dev/null || true
+srv_pid= harness_pid=
 deploy/lab.sh down >/dev/null 2>&1 || true
 fi
 
