@@ -11,9 +11,16 @@
 #    DSL shaped to 20 Mbit/s with DELAY ms one way, LTE 20 Mbit/s, 20 ms.
 # 2. hac-cpe CPU per GB relayed: an unshaped download of GB_MB MiB from the LAN host,
 #    hac-cpe's utime+stime (/proc/PID/stat) before and after.
+# 3. Aggregation through the dual-proxy path on the multipath benchmark's cases
+#    (perf/lab_multipath.py CASES: 10+10; 30+10; 10+10 with 1 vs 50 ms; DSL 40 Mbit/s
+#    10 ms + LTE 20 Mbit/s 40 ms 0.5 % loss): goodput of a DURATION-second download
+#    by curl on the LAN host through hac-cpe + hacd, as a fraction of the link sum,
+#    next to the direct MPTCP client's figure (client.py through hacd) from the same
+#    lab and case; byte-exact (perf/lab_dual_proxy_agg.py, a fresh lab).
 #
 # Usage (root): perf/lab-dual-proxy.sh
-# Environment (defaults): N=20 (requests per TTFB figure), DELAY=10, GB_MB=1024,
+# Environment (defaults): PARTS="ttfb cpu agg" (which of 1, 2, 3), N=20 (requests per
+# TTFB figure), DELAY=10, GB_MB=1024, DURATION=20, RUNS=1 and CASES (all) for part 3,
 # LAB_PREFIX=haccp (its own namespaces), HACD / HACCTL / HAC_CPE / LINKEMU (default
 # $CARGO_TARGET_DIR or target, /release/…; built here unless NO_BUILD=1).
 set -euo pipefail
@@ -27,12 +34,14 @@ if [[ ${NO_BUILD:-0} != 1 ]]; then
 fi
 export LAB_PREFIX=${LAB_PREFIX:-haccp}
 export LAB_RUN=${LAB_RUN:-/run/$LAB_PREFIX-lab}
-N=${N:-20} DELAY=${DELAY:-10} GB_MB=${GB_MB:-1024}
+N=${N:-20} DELAY=${DELAY:-10} GB_MB=${GB_MB:-1024} PARTS=${PARTS:-ttfb cpu agg}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 P=$LAB_PREFIX
 www=$(mktemp -d /tmp/$P-www.XXXXXX)
-srv_pid=
+srv_pid= harness_pid=
 cleanup() {
     [[ -n $srv_pid ]] && kill "$srv_pid" 2>/dev/null || true
+    [[ -n $harness_pid ]] && kill "$harness_pid" 2>/dev/null || true
     deploy/lab.sh down >/dev/null 2>&1 || true
     rm -rf "$www"
 }
@@ -40,6 +49,7 @@ trap cleanup EXIT
 head -c 1024 /dev/urandom >"$www/small.bin"
 truncate -s $((GB_MB << 20)) "$www/big.bin"
 
+if has ttfb || has cpu; then
 deploy/lab.sh down >/dev/null 2>&1 || true
 deploy/lab.sh up --dual-proxy
 # The HTTP server (cpe/tests/scripts/http_server.py) for curl; the harness server
@@ -47,13 +57,15 @@ deploy/lab.sh up --dual-proxy
 exec 7> >(ip netns exec "$P-server" python3 -u cpe/tests/scripts/http_server.py --dir "$www" \
     --port 8080 --lifetime 900 >/dev/null)
 srv_pid=$!
-# (server.py exits when its stdin ends: a sleep holds it open; lab.sh down stops both.)
-sleep 900 | ip netns exec "$P-server" python3 -u dataplane/harness/scripts/server.py \
-    --bind 198.51.100.2 --port 8081 --io-timeout 30 --lifetime 900 >/dev/null 2>&1 &
+# (server.py exits when its stdin ends: fd 8 holds it open until the end.)
+exec 8> >(ip netns exec "$P-server" python3 -u dataplane/harness/scripts/server.py \
+    --bind 198.51.100.2 --port 8081 --io-timeout 30 --lifetime 900 >/dev/null 2>&1)
+harness_pid=$!
 sleep 1
 deploy/lab.sh shape dsl 20 "$DELAY" >/dev/null
 deploy/lab.sh shape lte 20 20 >/dev/null
 
+if has ttfb; then
 rtt=$(ip netns exec "$P-client" ping -n -q -c 10 -i 0.2 198.18.1.1 | awk -F/ '/rtt/ {print $5}')
 echo "DSL RTT (ping, client namespace): ${rtt} ms"
 
@@ -78,7 +90,9 @@ print("  LAN host via hac-cpe + hacd (curl) : %6.1f ms = %.2f RTT" % (lan, lan /
 print("  client.py, request in the SYN      : %6.1f ms = %.2f RTT" % (cli, cli / rtt))
 print("  direct plain TCP (handshake + GET) : %6.1f ms = 2.00 RTT (by construction)" % (2 * rtt))
 PY
+fi
 
+if has cpu; then
 deploy/lab.sh shape dsl 0 0 >/dev/null
 deploy/lab.sh shape lte 0 0 >/dev/null
 pid=$(<"$LAB_RUN/cpe.pid")
@@ -97,3 +111,13 @@ gb = mb / 1024
 print("hac-cpe CPU per GB relayed: %.2f s (%.0f MiB in %.1f s, %.0f Mbit/s, hac-cpe %.0f %% of a core)"
       % (cpu / gb, mb, s1 - s0, mb * 8 * 1.048576 / (s1 - s0), 100 * cpu / (s1 - s0)))
 PY
+fi
+exec 7>&- 8>&-
+kill "$srv_pid" "$harness_pid" 2>/dev/null || true
+srv_pid= harness_pid=
+deploy/lab.sh down >/dev/null 2>&1 || true
+fi
+
+if has agg; then
+    timeout -k 30 "${LAB_AGG_LIMIT:-3600}" python3 -u perf/lab_dual_proxy_agg.py
+fi

@@ -1784,6 +1784,28 @@ impl Server {
         self.fin_acked && self.peer_fin.is_some_and(|f| self.rx.nxt() >= f)
     }
 
+    /// Closes after everything was sent, its FIN riding on a retransmission of
+    /// the last `len` bytes (as Linux sends it when the FIN joins the unacknowledged
+    /// last segment in its retransmission queue).
+    pub fn close_on_retransmission(&mut self, now: u64, len: u64) {
+        let total = self.app.len() as u64;
+        assert!(
+            self.snd_max == total && !self.fin_sent && len <= total,
+            "everything sent, no FIN yet"
+        );
+        self.want_close = true;
+        self.fin_sent = true;
+        self.retransmits += 1;
+        let seq = self.seq_of(total - len);
+        self.send(
+            now,
+            seq,
+            Flags::ACK | Flags::PSH | Flags::FIN,
+            Some((total - len, len)),
+        );
+        self.rto_at.get_or_insert(now + self.rto_us);
+    }
+
     pub fn next_timer(&self) -> Option<u64> {
         match (self.synack_at, self.rto_at) {
             (Some(a), Some(b)) => Some(a.min(b)),

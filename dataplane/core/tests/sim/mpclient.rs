@@ -1668,6 +1668,17 @@ impl MpClient {
         let mlen = u32::from(m.data_len);
         if data_fin {
             let f = (dsn + u64::from(mlen) - 1).diff(self.remote_idsn + 1);
+            if mlen > 1 && self.peer_data_fin.is_none() && f <= self.rx.nxt() as i64 {
+                // Linux (6.18) records this DATA_FIN but discards the mapping's bytes
+                // as old and never acts on it, then ignores every later (data-less)
+                // DATA_FIN as already received: the connection never ends.
+                self.anomaly(
+                    now,
+                    format!(
+                        "subflow {i}: DATA_FIN mapped onto bytes the client already has ({m:?})"
+                    ),
+                );
+            }
             if self.peer_data_fin.is_some_and(|g| g as i64 != f) {
                 self.anomaly(now, "DATA_FIN moved");
             }
