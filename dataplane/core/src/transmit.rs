@@ -136,20 +136,6 @@ impl<P: PacketBuf> Engine<P> {
                         tsecr: c.s_ts_recent,
                     });
                 }
-                if !reveal.is_empty() {
-                    let mut raw = [0u8; 24];
-                    let mut n = 0;
-                    for (l, r) in reveal.iter().take(3) {
-                        raw[n..n + 4].copy_from_slice(&l.0.to_be_bytes());
-                        raw[n + 4..n + 8].copy_from_slice(&r.0.to_be_bytes());
-                        n += 8;
-                    }
-                    if let Ok(blocks) = hac_wire::tcp_options::SackBlocks::new(&raw[..n]) {
-                        let _ = b.push(&TcpOption::NoOperation);
-                        let _ = b.push(&TcpOption::NoOperation);
-                        let _ = b.push(&TcpOption::Sack(blocks));
-                    }
-                }
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
                 let app: &[u8] = match c.hs.as_deref() {
@@ -445,20 +431,7 @@ impl<P: PacketBuf> Engine<P> {
                         tsecr: c.s_ts_recent,
                     });
                 }
-                if !reveal.is_empty() {
-                    let mut raw = [0u8; 24];
-                    let mut n = 0;
-                    for (l, r) in reveal.iter().take(3) {
-                        raw[n..n + 4].copy_from_slice(&l.0.to_be_bytes());
-                        raw[n + 4..n + 8].copy_from_slice(&r.0.to_be_bytes());
-                        n += 8;
-                    }
-                    if let Ok(blocks) = hac_wire::tcp_options::SackBlocks::new(&raw[..n]) {
-                        let _ = b.push(&TcpOption::NoOperation);
-                        let _ = b.push(&TcpOption::NoOperation);
-                        let _ = b.push(&TcpOption::Sack(blocks));
-                    }
-                }
+                push_sack(&mut b, &reveal);
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
                 let (a, w) = bonded_ack.unwrap_or_else(|| {
@@ -661,5 +634,24 @@ fn push_syn_options(
     if let Some(shift) = ws {
         let _ = b.push(&TcpOption::NoOperation);
         let _ = b.push(&TcpOption::WindowScale(shift));
+    }
+}
+
+/// SACK blocks (up to three, RFC 2018) behind two NOPs, when there are any.
+fn push_sack(b: &mut OptionsBuilder<'_>, blocks: &crate::multipath::heapless_blocks::Blocks) {
+    if blocks.is_empty() {
+        return;
+    }
+    let mut raw = [0u8; 24];
+    let mut n = 0;
+    for (l, r) in blocks.iter().take(3) {
+        raw[n..n + 4].copy_from_slice(&l.0.to_be_bytes());
+        raw[n + 4..n + 8].copy_from_slice(&r.0.to_be_bytes());
+        n += 8;
+    }
+    if let Ok(sack) = hac_wire::tcp_options::SackBlocks::new(&raw[..n]) {
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::NoOperation);
+        let _ = b.push(&TcpOption::Sack(sack));
     }
 }
