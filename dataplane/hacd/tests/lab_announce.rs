@@ -17,14 +17,14 @@
 //! Needs root; skipped otherwise. One lab at a time (the tests take turns).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hac_harness::{ClientResult, ClientSpec, ConvertOutcome, Peers, skip_unless_root};
 
 mod common;
-use common::{linkemu, repo, wait_for};
+use common::{lab_command, wait_for};
 
 const MB: u64 = 1 << 20;
 const SERVER_V4: &str = "198.51.100.2";
@@ -66,28 +66,8 @@ fn ns(which: &str) -> String {
 
 /// `lab.sh ARGS…` under the `hacq` prefix with LAB_ANNOUNCE=1, bounded by `limit` s.
 fn sh(args: &[&str], limit: u64) -> Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", &limit.to_string(), "bash"])
-        .arg(repo().join("deploy/lab.sh"))
-        .args(args)
-        .current_dir(repo())
-        .env("LAB_PREFIX", PREFIX)
-        .env("LAB_RUN", RUN)
-        .env("LAB_WORKERS", "1")
-        .env("LAB_ANNOUNCE", "1")
-        .env("HACD", env!("CARGO_BIN_EXE_hacd"));
-    for k in [
-        "LAB_SCHEDULER",
-        "LAB_MULTIPATH",
-        "LAB_KERNEL_ROUTER",
-        "LAB_KERNEL_PROXY",
-        "LAB_KERNEL_E2E",
-    ] {
-        cmd.env_remove(k);
-    }
-    if let Some(l) = linkemu() {
-        cmd.env("LINKEMU", l);
-    }
+    let mut cmd = lab_command(PREFIX, Path::new(RUN), args, limit);
+    cmd.env("LAB_ANNOUNCE", "1");
     cmd.output().expect("run deploy/lab.sh")
 }
 

@@ -26,7 +26,7 @@ use hac_harness::{ClientSpec, ConvertOutcome, Peers, skip_unless_root};
 use serde_json::Value;
 
 mod common;
-use common::{linkemu, repo};
+use common::lab_command;
 
 const SERVER_V4: &str = "198.51.100.2";
 const SERVER_PORT: u16 = 8080;
@@ -41,32 +41,11 @@ struct Lab {
 
 impl Lab {
     fn sh(&self, args: &[&str], limit: u64, notify: bool) -> Output {
-        let mut cmd = Command::new("timeout");
-        cmd.args(["-k", "5", &limit.to_string(), "bash"])
-            .arg(repo().join("deploy/lab.sh"))
-            .args(args)
-            .current_dir(repo())
-            .env("LAB_PREFIX", &self.prefix)
-            .env("LAB_RUN", self.run_dir())
-            .env("LAB_WORKERS", "1")
-            .env("LAB_METRICS", METRICS)
-            .env("HACD", env!("CARGO_BIN_EXE_hacd"));
-        for k in [
-            "LAB_SCHEDULER",
-            "LAB_MULTIPATH",
-            "LAB_KERNEL_ROUTER",
-            "LAB_KERNEL_PROXY",
-            "LAB_KERNEL_E2E",
-            "NOTIFY_SOCKET",
-        ] {
-            cmd.env_remove(k);
-        }
+        let mut cmd = lab_command(&self.prefix, &self.run_dir(), args, limit);
+        cmd.env("LAB_METRICS", METRICS);
         if notify {
             // hacd inherits it from lab.sh, as from systemd.
             cmd.env("NOTIFY_SOCKET", &self.notify);
-        }
-        if let Some(l) = linkemu() {
-            cmd.env("LINKEMU", l);
         }
         cmd.output().expect("run deploy/lab.sh")
     }

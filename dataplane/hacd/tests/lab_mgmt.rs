@@ -24,7 +24,7 @@ use hac_harness::{ClientSpec, ConvertOutcome, Peers, skip_unless_root};
 use serde_json::Value;
 
 mod common;
-use common::{linkemu, repo, wait_for};
+use common::{lab_command, wait_for};
 
 const MB: u64 = 1 << 20;
 const SERVER_V4: &str = "198.51.100.2";
@@ -64,28 +64,9 @@ impl Lab {
     }
 
     fn sh(&self, args: &[&str], limit: u64) -> Output {
-        let mut cmd = Command::new("timeout");
-        cmd.args(["-k", "5", &limit.to_string(), "bash"])
-            .arg(repo().join("deploy/lab.sh"))
-            .args(args)
-            .current_dir(repo())
-            .env("LAB_PREFIX", PREFIX)
-            .env("LAB_RUN", format!("/run/{PREFIX}-lab"))
-            .env("LAB_WORKERS", "1")
-            .env("HACD", env!("CARGO_BIN_EXE_hacd"))
-            .env("HACCTL", hacctl_bin());
-        for k in [
-            "LAB_SCHEDULER",
-            "LAB_MULTIPATH",
-            "LAB_KERNEL_ROUTER",
-            "LAB_KERNEL_PROXY",
-            "LAB_KERNEL_E2E",
-        ] {
-            cmd.env_remove(k);
-        }
-        if let Some(l) = linkemu() {
-            cmd.env("LINKEMU", l);
-        }
+        let run = PathBuf::from(format!("/run/{PREFIX}-lab"));
+        let mut cmd = lab_command(PREFIX, &run, args, limit);
+        cmd.env("HACCTL", hacctl_bin());
         cmd.output().expect("run deploy/lab.sh")
     }
 

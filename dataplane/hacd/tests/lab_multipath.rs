@@ -28,7 +28,7 @@ use hac_harness::{ClientResult, ClientSpec, ConvertOutcome, Peers, skip_unless_r
 use serde_json::Value;
 
 mod common;
-use common::{linkemu, repo, wait_for};
+use common::{lab_command, repo, wait_for};
 
 const MB: u64 = 1 << 20;
 const SERVER_V4: &str = "198.51.100.2";
@@ -81,27 +81,7 @@ impl Lab {
 
     /// `lab.sh ARGS…`, bounded by `limit` seconds.
     fn sh(&self, args: &[&str], limit: u64) -> Output {
-        let mut cmd = Command::new("timeout");
-        cmd.args(["-k", "5", &limit.to_string(), "bash"])
-            .arg(repo().join("deploy/lab.sh"))
-            .args(args)
-            .current_dir(repo())
-            .env("LAB_PREFIX", &self.prefix)
-            .env("LAB_RUN", self.run_dir())
-            .env("LAB_WORKERS", "1")
-            .env("HACD", env!("CARGO_BIN_EXE_hacd"));
-        for k in [
-            "LAB_SCHEDULER",
-            "LAB_MULTIPATH",
-            "LAB_KERNEL_ROUTER",
-            "LAB_KERNEL_PROXY",
-            "LAB_KERNEL_E2E",
-        ] {
-            cmd.env_remove(k);
-        }
-        if let Some(l) = linkemu() {
-            cmd.env("LINKEMU", l);
-        }
+        let mut cmd = lab_command(&self.prefix, &self.run_dir(), args, limit);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

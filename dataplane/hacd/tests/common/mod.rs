@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The repository's root.
@@ -30,4 +31,34 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// `deploy/lab.sh ARGS…` for a lab under `prefix` with its state in `run`, bounded by
+/// `limit` seconds (`timeout -k 5`): one worker, this build's hacd, the link emulator
+/// when built, and none of the caller's own `LAB_*` / `NOTIFY_SOCKET` settings (a
+/// test's lab is what the test says). Callers add their own variables and run it.
+pub fn lab_command(prefix: &str, run: &Path, args: &[&str], limit: u64) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", &limit.to_string(), "bash"])
+        .arg(repo().join("deploy/lab.sh"))
+        .args(args)
+        .current_dir(repo())
+        .env("LAB_PREFIX", prefix)
+        .env("LAB_RUN", run)
+        .env("LAB_WORKERS", "1")
+        .env("HACD", env!("CARGO_BIN_EXE_hacd"));
+    for k in [
+        "LAB_SCHEDULER",
+        "LAB_MULTIPATH",
+        "LAB_KERNEL_ROUTER",
+        "LAB_KERNEL_PROXY",
+        "LAB_KERNEL_E2E",
+        "NOTIFY_SOCKET",
+    ] {
+        cmd.env_remove(k);
+    }
+    if let Some(l) = linkemu() {
+        cmd.env("LINKEMU", l);
+    }
+    cmd
 }
