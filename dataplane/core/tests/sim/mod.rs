@@ -479,6 +479,19 @@ impl Reasm {
         true
     }
 
+    /// The ranges held above the cumulative point, merged, in offset order.
+    pub fn ooo_ranges(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = Vec::new();
+        for (&k, b) in &self.ooo {
+            let e = k + b.len() as u64;
+            match v.last_mut() {
+                Some(last) if k <= last.1 => last.1 = last.1.max(e),
+                _ => v.push((k, e)),
+            }
+        }
+        v
+    }
+
     fn check(&mut self, off: u64, bytes: &[u8], late: bool) {
         let o = off as usize;
         let n = bytes.len().min(self.data.len().saturating_sub(o));
@@ -1709,6 +1722,9 @@ pub struct Server {
     pub sack_retransmits: u64,
     /// The cumulative ACK at which SACK recovery last resent.
     sack_rexmit_at: Option<u64>,
+    /// Offset of the most recent segment that arrived above a hole (the first
+    /// SACK block reports it, RFC 2018 §4).
+    last_ooo: Option<u64>,
     /// End offset of each data segment → when it was sent, and whether more
     /// than once (Karn: no RTT sample from those).
     sent: BTreeMap<u64, (u64, bool)>,
@@ -1756,6 +1772,7 @@ impl Server {
             retransmits: 0,
             sack_retransmits: 0,
             sack_rexmit_at: None,
+            last_ooo: None,
             sent: BTreeMap::new(),
             rtt_samples: Vec::new(),
             cwnd: if cfg.initial_window == 0 {
@@ -1839,10 +1856,29 @@ impl Server {
     }
 
     fn send(&mut self, now: u64, seq: SeqNum, flags: Flags, payload_range: Option<(u64, u64)>) {
+        // As a receiver: SACK blocks for what is held above a hole (RFC 2018),
+        // the one with the most recent segment first, as Linux sends them.
+        let sack_on = self.cfg.sack && self.syns.first().is_some_and(|s| s.sack_perm);
+        let mut blocks: Vec<(SeqNum, SeqNum)> = Vec::new();
+        if sack_on {
+            let mut ranges = self.rx.ooo_ranges();
+            if let Some(o) = self.last_ooo
+                && let Some(i) = ranges.iter().position(|&(l, r)| l <= o && o < r)
+            {
+                let r = ranges.remove(i);
+                ranges.insert(0, r);
+            }
+            let base = self.peer_isn + 1;
+            blocks = ranges
+                .iter()
+                .map(|&(l, r)| (base + l as u32, base + r as u32))
+                .collect();
+        }
         let opts = options(|b| {
             if self.ts_on {
                 push_ts(b, self.tsval(now), self.ts_recent);
             }
+            push_sack(b, &blocks);
         });
         let payload: &[u8] = match payload_range {
             Some((o, l)) => &self.app[o as usize..(o + l) as usize],
@@ -2135,6 +2171,9 @@ impl Server {
         }
         if !p.payload.is_empty() || p.flags.fin() {
             let off = i64::from(p.seq.diff(self.peer_isn + 1));
+            if off > self.rx.nxt() as i64 && !p.payload.is_empty() {
+                self.last_ooo = Some(off as u64);
+            }
             self.rx.insert(off, &p.payload);
             if p.flags.fin() {
                 let f = (off + p.payload.len() as i64) as u64;
@@ -2148,6 +2187,20 @@ impl Server {
         }
         self.pump(now);
     }
+}
+
+/// SACK blocks (RFC 2018), as many as the option room allows, NOP-aligned.
+pub(crate) fn push_sack(b: &mut OptionsBuilder<'_>, blocks: &[(SeqNum, SeqNum)]) {
+    let room = b.remaining();
+    if blocks.is_empty() || room < 12 {
+        return;
+    }
+    let n = ((room - 4) / 8).min(blocks.len()).min(4);
+    let mut buf = [0u8; 34];
+    let len = tcp_options::SackBlocks::emit_blocks(&blocks[..n], &mut buf).expect("SACK");
+    push(b, &TcpOption::NoOperation);
+    push(b, &TcpOption::NoOperation);
+    b.push_raw(&buf[..len]).expect("SACK fits");
 }
 
 // ------------------------------------------------------------------ the simulation

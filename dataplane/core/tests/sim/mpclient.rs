@@ -50,12 +50,12 @@ use hac_wire::mptcp::{
 };
 use hac_wire::seq::{DataSeq, SeqNum};
 use hac_wire::tcp::Flags;
-use hac_wire::tcp_options::{OptionsBuilder, SackBlocks, TcpOption};
+use hac_wire::tcp_options::{OptionsBuilder, TcpOption};
 
 use super::{
     DropRule, Link, LinkCfg, MS, Pkt, Reasm, Rng, SEC, SERVER_V4, SERVER_V6, SERVICE_V4,
     SERVICE_V6, Server, ServerCfg, build, convert_len, convert_request, describe, engine_config,
-    options, parse, push, push_dss, push_mpc, push_ts,
+    options, parse, push, push_dss, push_mpc, push_sack, push_ts,
 };
 
 // ------------------------------------------------------------------ addresses
@@ -534,10 +534,12 @@ pub struct Subflow {
     pub dupacks_rx: u64,
     /// Retransmission timeouts with data outstanding.
     pub rtos: u64,
-    /// After an RTO: (end of the retransmitted segment, SND.MAX then). An ACK
-    /// beyond the former acknowledges data sent before the timeout: the timeout
-    /// was spurious (F-RTO, RFC 5682, which Linux runs by default).
-    frto: Option<(u64, u64)>,
+    /// After an RTO: (end of the retransmitted segment, SND.MAX then, the TSval of
+    /// the retransmission). The first ACK after it shows the timeout spurious when
+    /// it acknowledges beyond that segment (F-RTO, RFC 5682) or echoes an older
+    /// TSval, i.e. answers the original transmission (Eifel, RFC 3522; Linux does
+    /// both: `tcp_process_loss`, `tcp_packet_delayed`).
+    frto: Option<(u64, u64, Option<u32>)>,
     /// RTOs found spurious.
     pub spurious_rtos: u64,
     /// MP_PRIO options the converter sent on this subflow.
@@ -1592,8 +1594,12 @@ impl MpClient {
                 let segs = (off - s.snd_una).div_ceil(seg).max(1);
                 s.cwnd = (s.cwnd + segs).min(s.plan.window_segments);
             }
-            if let Some((probe_end, max)) = s.frto.take()
-                && off > probe_end
+            let tsecr = p.ts.map(|(_, e)| e);
+            if let Some((probe_end, max, rto_ts)) = s.frto.take()
+                && (off > probe_end
+                    || rto_ts
+                        .zip(tsecr)
+                        .is_some_and(|(r, e)| (e.wrapping_sub(r) as i32) < 0))
             {
                 // Spurious timeout: carry on where we were.
                 s.snd_nxt = s.snd_nxt.max(max);
@@ -2211,7 +2217,8 @@ impl MpClient {
             if !s.stale {
                 s.snd_nxt = o + l;
             }
-            s.frto = Some((o + l, s.snd_max));
+            let rto_ts = s.ts_on.then_some(s.ts_last_sent);
+            s.frto = Some((o + l, s.snd_max, rto_ts));
         } else if s.fin_sent && !s.fin_acked {
             self.send_fin(now, i);
         }
@@ -2300,20 +2307,6 @@ fn push_mp(b: &mut OptionsBuilder<'_>, o: &MptcpOption<'_>) {
     let mut buf = [0u8; 40];
     let n = o.emit(&mut buf).expect("MPTCP option");
     b.push_raw(&buf[..n]).expect("MPTCP option fits");
-}
-
-/// SACK blocks (RFC 2018), as many as the option room allows, NOP-aligned.
-fn push_sack(b: &mut OptionsBuilder<'_>, blocks: &[(SeqNum, SeqNum)]) {
-    let room = b.remaining();
-    if blocks.is_empty() || room < 12 {
-        return;
-    }
-    let n = ((room - 4) / 8).min(blocks.len()).min(4);
-    let mut buf = [0u8; 34];
-    let len = SackBlocks::emit_blocks(&blocks[..n], &mut buf).expect("SACK");
-    push(b, &TcpOption::NoOperation);
-    push(b, &TcpOption::NoOperation);
-    b.push_raw(&buf[..len]).expect("SACK fits");
 }
 
 // ------------------------------------------------------------------ the world
@@ -2631,6 +2624,27 @@ impl MpSim {
                 self.now,
                 describe(p)
             ));
+        }
+        // RFC 2018 §4: a SACK block reports bytes the receiver holds above its
+        // cumulative ACK: above the ACK, and all of them arrived on this subflow.
+        for &(l, r) in &p.sack_blocks {
+            let (lo, hi) = (
+                i64::from(l.diff(s.seq_of(0))),
+                i64::from(r.diff(s.seq_of(0))),
+            );
+            let held = lo >= 0
+                && hi > lo
+                && self
+                    .arrived
+                    .get(i)
+                    .is_some_and(|a| a.0.holds(lo as u64, hi as u64));
+            if lo <= acked || !held {
+                self.anomalies.push(format!(
+                    "engine @{}: subflow {i} SACK block [{lo}, {hi}) (ACK {acked}) not held above the ACK: {}",
+                    self.now,
+                    describe(p)
+                ));
+            }
         }
     }
 
