@@ -211,6 +211,9 @@ pub(crate) struct Path<P> {
     pub rcv_contig: Option<SeqNum>,
     pub rcv_ooo: [(SeqNum, SeqNum); OOO_RANGES],
     pub rcv_ooo_n: u8,
+    /// The subflow ACK the server's SACK blocks allowed so far (see
+    /// [`Path::ack_through_held`]).
+    pub srv_held: Option<SeqNum>,
 }
 
 impl<P> Path<P> {
@@ -253,6 +256,7 @@ impl<P> Path<P> {
             rcv_contig: Some(leg.c_rcv_nxt),
             rcv_ooo: [(SeqNum(0), SeqNum(0)); OOO_RANGES],
             rcv_ooo_n: 0,
+            srv_held: None,
         }
     }
 
@@ -646,34 +650,46 @@ impl<P> Path<P> {
         })
     }
 
-    /// Records client bytes `[l, r)` received on this subflow.
-    pub fn note_received(&mut self, l: SeqNum, r: SeqNum) {
+    /// Records client bytes `[l, r)` received on this subflow. Returns whether
+    /// they sit above a hole (the client's segment before them was lost on this
+    /// subflow): such a segment is answered at once (RFC 5681 §4.2), with SACK
+    /// blocks where negotiated ([`Path::rcv_sack_blocks`]).
+    pub fn note_received(&mut self, l: SeqNum, r: SeqNum) -> bool {
         let Some(c) = self.rcv_contig else {
             self.rcv_contig = Some(r);
-            return;
+            return false;
         };
         if r.diff(c) <= 0 {
-            return;
+            return false;
         }
         if l.diff(c) > 0 {
-            // Above a hole: remember the range (merged; the oldest is given up
-            // when more than four are open, which only delays our ACK).
+            // Above a hole: remember the range (merged; when more than four are
+            // open the new one is given up, which only delays our ACK). The range
+            // the segment went into moves to the front: RFC 2018 §4, the first
+            // SACK block reports the most recent segment.
             let n = usize::from(self.rcv_ooo_n);
-            for i in 0..n {
+            let at = (0..n).find(|&i| {
                 let (a, b) = self.rcv_ooo[i];
-                if l.diff(b) <= 0 && r.diff(a) >= 0 {
-                    self.rcv_ooo[i] = (
+                l.diff(b) <= 0 && r.diff(a) >= 0
+            });
+            let merged = match at {
+                Some(i) => {
+                    let (a, b) = self.rcv_ooo[i];
+                    (
                         if l.diff(a) < 0 { l } else { a },
                         if r.diff(b) > 0 { r } else { b },
-                    );
-                    return;
+                    )
                 }
-            }
-            if n < OOO_RANGES {
-                self.rcv_ooo[n] = (l, r);
-                self.rcv_ooo_n += 1;
-            }
-            return;
+                None if n < OOO_RANGES => {
+                    self.rcv_ooo_n += 1;
+                    (l, r)
+                }
+                None => return true,
+            };
+            let from = at.unwrap_or(n);
+            self.rcv_ooo.copy_within(0..from, 1);
+            self.rcv_ooo[0] = merged;
+            return true;
         }
         let mut c = r;
         // Absorb the ranges the hole-filling bytes reach.
@@ -689,22 +705,69 @@ impl<P> Path<P> {
             self.rcv_ooo_n -= 1;
         }
         self.rcv_contig = Some(c);
+        false
     }
 
-    /// The subflow ACK the server's cumulative ACK (`idx` client bytes) allows on
-    /// this subflow: every mapped byte below it acknowledged by the server.
-    pub fn ack_through_maps(&self, idx: u64) -> Option<SeqNum> {
+    /// SACK blocks (RFC 2018) for our subflow ACK `ack` on this subflow: the
+    /// client's bytes above a hole here, most recent first. Only once `ack` has
+    /// reached the hole: a block above bytes that arrived but wait for the
+    /// server's ACK would tell the client's RACK (RFC 8985) those bytes were lost,
+    /// and a block starting at `ack` would look like reneging (RFC 2018 §8).
+    pub fn rcv_sack_blocks(&self, ack: SeqNum) -> heapless_blocks::Blocks {
+        let mut blocks = heapless_blocks::Blocks::default();
+        let n = usize::from(self.rcv_ooo_n);
+        if n == 0 || self.rcv_contig.is_none_or(|c| c.diff(ack) > 0) {
+            return blocks;
+        }
+        for &(l, r) in self.rcv_ooo[..n].iter().filter(|(l, _)| l.diff(ack) > 0) {
+            blocks.push(l, r);
+        }
+        blocks
+    }
+
+    /// The subflow ACK that what the server holds allows on this subflow: every
+    /// mapped byte below it is under the server's cumulative ACK (`idx` client
+    /// bytes) or in a range `held` (data indices) it reported by SACK. `from`, a
+    /// subflow ACK allowed earlier, is where the walk starts (the server keeps
+    /// what it SACKed; RFC 2018 §8 lets it renege, and then the client's
+    /// data-level retransmission repairs, as our DATA_ACK never covered it).
+    ///
+    /// Holding a subflow's ACK only for bytes of its own the server lacks keeps
+    /// one subflow's hole from stalling the ACKs of the others (their timers would
+    /// fire, spuriously, while the hole is repaired).
+    pub fn ack_through_held(
+        &self,
+        idx: u64,
+        held: &[(u64, u64)],
+        from: Option<SeqNum>,
+    ) -> Option<SeqNum> {
+        let reach = |mut x: u64| -> u64 {
+            loop {
+                x = x.max(idx);
+                match held.iter().find(|&&(l, r)| l <= x && x < r) {
+                    Some(&(_, r)) => x = r,
+                    None => return x,
+                }
+            }
+        };
         let mut ack = None;
         for &(u, seq, len) in &self.up_maps {
+            // Bytes of this mapping below `from` are known to be held.
+            let skip = from.map_or(0, |f| f.diff(seq).clamp(0, len as i32) as u32);
+            let x = reach(u + u64::from(skip));
             let end = u + u64::from(len);
-            if idx >= end {
+            if x >= end {
                 ack = Some(seq + len);
                 continue;
             }
-            ack = Some(if idx > u { seq + (idx - u) as u32 } else { seq });
+            ack = Some(seq + (x - u) as u32);
             break;
         }
-        ack
+        match (ack, from) {
+            (Some(a), Some(f)) if f.diff(a) > 0 => Some(f),
+            (None, f) => f,
+            (a, _) => a,
+        }
     }
 }
 
@@ -1367,7 +1430,12 @@ impl<P: PacketBuf> Engine<P> {
             };
             (v, ssn, payload_len + u32::from(fin))
         });
-        let n = c.write_client_options(&mut opt_buf, now, &leg, map, fin, psum);
+        let mut n = c.write_client_options(&mut opt_buf, now, &leg, map, fin, psum);
+        if payload_len == 0 && !fin {
+            // A pure ACK: the client's bytes above a hole on this subflow.
+            let sack = c.client_sack(k);
+            n = crate::translate::write_sack(&mut opt_buf, n, 4, sack.iter());
+        }
         let opt_len = pad_nop(&mut opt_buf, n);
         let out = TcpOut {
             src: leg.service,
@@ -2276,6 +2344,17 @@ pub(crate) mod heapless_blocks {
 
         pub fn is_empty(&self) -> bool {
             self.n == 0
+        }
+
+        pub fn len(&self) -> usize {
+            self.n
+        }
+
+        /// The first `n` blocks.
+        pub fn first(&self, n: usize) -> Blocks {
+            let mut b = *self;
+            b.n = b.n.min(n);
+            b
         }
     }
 }

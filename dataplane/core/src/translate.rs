@@ -288,10 +288,11 @@ impl<P: PacketBuf> Engine<P> {
         // takes a sequence number the server's ACK of it must reach (RFC 9293
         // §3.4); on an MPTCP leg the subflow FIN is acked via `c_subflow_fin`.
         let end = seg.seq + payload_len + u32::from(!mptcp && seg.flags.fin());
+        let mut above_hole = false;
         if payload_len > 0
             && let Some(mp) = c.mp.as_mut()
         {
-            mp.paths[k].note_received(seg.seq, seg.seq + payload_len);
+            above_hole = mp.paths[k].note_received(seg.seq, seg.seq + payload_len);
         }
         let l = c.legk_mut(k);
         if end.diff(l.c_rcv_nxt) > 0 {
@@ -357,7 +358,15 @@ impl<P: PacketBuf> Engine<P> {
             && payload_len > 0
             && (seg.seq + payload_len).diff(self.conn(id).expect("present").legk(k).c_ack_sent)
                 <= 0;
-        if old_dup && !subflow_fin {
+        // A bonded subflow's segment above a hole on that subflow: an immediate
+        // (duplicate) ACK with SACK blocks, so that the client repairs the hole by
+        // fast retransmission (RFC 5681 §4.2, RFC 2018). The server's own ACKs do
+        // not serve: they follow its cumulative ACK, which the hole holds back.
+        // While bytes below the hole still wait for the server's ACK the blocks
+        // wait too (`Path::rcv_sack_blocks`): the server's ACK of them brings them.
+        let sack_now =
+            bonded && above_hole && self.conn(id).is_some_and(|c| !c.client_sack(k).is_empty());
+        if (old_dup || sack_now) && !subflow_fin {
             self.queue(id, Tx::PathAck(k as u8));
         }
         if subflow_fin {
@@ -572,6 +581,32 @@ impl<P: PacketBuf> Engine<P> {
                 c.s_ts_recent = tsval;
             }
             c.s_win = u32::from(seg.window) << c.s_ws.min(14);
+            if c.bonded()
+                && seg.flags.ack()
+                && let Some(blocks) = sack_blocks(seg, pkt.data())
+            {
+                // The client's bytes the server holds above its cumulative ACK:
+                // each subflow's ACK may pass those of its bytes (see
+                // `Path::ack_through_held`).
+                let base = c.p_isn + 1 + c.app_len;
+                let idx = c.server_acked_index();
+                let mut held = [(0u64, 0u64); 4];
+                let mut n = 0;
+                for (l, r) in blocks.iter().take(4) {
+                    let (a, b) = (l.diff(base), r.diff(base));
+                    if a > 0 && b > a && a as u64 >= idx {
+                        held[n] = (a as u64, b as u64);
+                        n += 1;
+                    }
+                }
+                if let Some(m) = c.mp.as_mut() {
+                    for p in m.paths.iter_mut() {
+                        if p.state == PathState::Active {
+                            p.srv_held = p.ack_through_held(idx, &held[..n], p.srv_held);
+                        }
+                    }
+                }
+            }
         }
         let c = self.conn(id).expect("present");
         if c.state == State::SynAckSent {
@@ -941,7 +976,7 @@ pub(crate) fn sack_blocks<'a>(
 
 /// Appends `NOP NOP SACK(blocks)` at `n` (at most `max` blocks, and only what fits in
 /// 40 bytes); returns the new length (unchanged when no block survives).
-fn write_sack(
+pub(crate) fn write_sack(
     b: &mut [u8; 40],
     n: usize,
     max: usize,

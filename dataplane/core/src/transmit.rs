@@ -350,7 +350,28 @@ impl<P: PacketBuf> Engine<P> {
                         tsecr: leg.c_ts_recent,
                     });
                 }
-                dss_ack(&mut b, None, false);
+                // The client's bytes on this subflow above a hole (SACK on this
+                // subflow: the client offered it and our SYN-ACK granted it).
+                let sub_ack = c.subflow_ack(kk);
+                let sack = c.client_sack(kk);
+                if sack.len() >= 2 && mptcp {
+                    // 40 option bytes: timestamps (12), a DSS with a 4-byte DATA_ACK
+                    // (8; RFC 8684 §3.3.2 allows either size) and two SACK blocks
+                    // (20). With the 8-byte DATA_ACK only one block fits.
+                    let d = DssRepr {
+                        data_ack: Some(DataSeqField::Bits32(c.data_ack_to_client().0 as u32)),
+                        mapping: None,
+                        data_fin: false,
+                    };
+                    let mut o = [0u8; 28];
+                    if let Ok(n) = d.emit(&mut o) {
+                        let _ = b.push_raw(&o[..n]);
+                    }
+                } else {
+                    dss_ack(&mut b, None, false);
+                }
+                let room = (40 - b.len()).saturating_sub(4) / 8;
+                push_sack(&mut b, &sack.first(room));
                 port = Port::Access;
                 (out_src, out_dst) = (leg.service, leg.client);
                 let fin = matches!(tx, Tx::ClientFin | Tx::PathFin(_));
@@ -371,7 +392,7 @@ impl<P: PacketBuf> Engine<P> {
                     Flags::ACK
                 };
                 (seq, ack, flags, window, payload) =
-                    (seq0, c.subflow_ack(kk), f, rescale(c.s_win, leg.e_ws), &[]);
+                    (seq0, sub_ack, f, rescale(c.s_win, leg.e_ws), &[]);
             }
             Tx::JoinSynAck(_) => {
                 let leg = c.legk(kk);
