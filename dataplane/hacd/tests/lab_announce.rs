@@ -13,6 +13,8 @@
 //! - `announce_lab_checksums_end_to_end`: `net.mptcp.checksum_enabled=1` in the
 //!   client namespace: checksums negotiated, every client mapping verified by hacd
 //!   (none failed), 4 MB up and down byte-exact.
+//! - `announce_lab_checksums_with_loss`: the same with 1 % loss each way on both
+//!   access links (upload repair per subflow, see the test).
 //!
 //! Needs root; skipped otherwise. One lab at a time (the tests take turns).
 
@@ -86,6 +88,12 @@ fn run_ok(args: &[&str]) {
 
 /// A `/proc/net/netstat` MPTcpExt counter in the client namespace.
 fn mib(name: &str) -> u64 {
+    netstat("MPTcpExt:", name)
+}
+
+/// A `/proc/net/netstat` counter of group `group` (`"TcpExt:"`, `"MPTcpExt:"`) in
+/// the client namespace.
+fn netstat(group: &str, name: &str) -> u64 {
     let out = Command::new("ip")
         .args(["netns", "exec", &ns("client"), "cat", "/proc/net/netstat"])
         .output()
@@ -94,7 +102,7 @@ fn mib(name: &str) -> u64 {
     let lines: Vec<&str> = text.lines().collect();
     for pair in lines.chunks(2) {
         let [keys, vals] = pair else { continue };
-        if !keys.starts_with("MPTcpExt:") {
+        if !keys.starts_with(group) {
             continue;
         }
         for (k, v) in keys.split_whitespace().zip(vals.split_whitespace()) {
@@ -265,6 +273,33 @@ fn announce_lab_checksums_end_to_end() {
     if skip_unless_root("announce_lab_checksums_end_to_end") {
         return;
     }
+    let fields = checksum_transfers(None);
+    // Mappings of up to 64 KB: 8 MB upstream is well over a hundred of them.
+    assert!(counter(&fields, "dss_checksum_ok") >= 100, "{fields:?}");
+    assert_eq!(counter(&fields, "dss_checksum_failed"), 0, "{fields:?}");
+    assert_eq!(counter(&fields, "mp_fail_sent"), 0, "{fields:?}");
+}
+
+/// The same with 1 % loss each way on both access links: uploads lose segments
+/// on one subflow while the other carries on. The lossy subflow is repaired by
+/// fast retransmission on our SACK and neither subflow waits for the other's
+/// repair (an upload used to stall here, in CI). A mapping with a segment beyond
+/// a hole is left unverified (docs/plan.md), so only some are verified.
+#[test]
+fn announce_lab_checksums_with_loss() {
+    if skip_unless_root("announce_lab_checksums_with_loss") {
+        return;
+    }
+    let fields = checksum_transfers(Some("1"));
+    assert!(counter(&fields, "repairs") > 0, "no loss seen: {fields:?}");
+    assert!(counter(&fields, "dss_checksum_ok") >= 10, "{fields:?}");
+    assert_eq!(counter(&fields, "dss_checksum_failed"), 0, "{fields:?}");
+    assert_eq!(counter(&fields, "mp_fail_sent"), 0, "{fields:?}");
+}
+
+/// 4 MB up and down, v4 then v6, with DSS checksums on in the client namespace
+/// and `loss_pct` loss on both access links; hacd's counters at the end.
+fn checksum_transfers(loss_pct: Option<&str>) -> Vec<(String, u64)> {
     let _lock = LAB_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -279,6 +314,14 @@ fn announce_lab_checksums_end_to_end() {
         "-qw",
         "net.mptcp.checksum_enabled=1",
     ]);
+    for link in loss_pct.map_or(&[][..], |_| &["dsl", "lte"][..]) {
+        let out = sh(&["shape", link, "50", "5", loss_pct.unwrap_or("0")], 30);
+        assert!(
+            out.status.success(),
+            "lab.sh shape {link}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     run_ok(&[
         "ip",
         "-n",
@@ -300,13 +343,29 @@ fn announce_lab_checksums_end_to_end() {
             .up(size)
             .down(size)
             .timeout(Duration::from_secs(90));
-        let res = peers.run_client(&spec).expect("client");
+        // Loss may hit the handshake. When Linux (6.18) retransmits its TFO SYN it
+        // sends it without the data, and when our SYN-ACK then acknowledges the
+        // data of the first SYN it never sends its MP_CAPABLE ACK (it puts it on
+        // the segment at its last SYN's end sequence, `subflow->snd_isn`, which
+        // the acknowledged data has moved past; seen in captures), so the
+        // connection falls back to TCP without the client's key: Linux's
+        // behaviour (docs/plan.md), not what this test is about. Such an attempt
+        // is run again (at 1 % loss each way, about one in 25 is).
+        let mut tries = 0;
+        let res = loop {
+            tries += 1;
+            let syn0 = netstat("TcpExt:", "TCPSynRetrans");
+            let res = peers.run_client(&spec).expect("client");
+            let syn_lost = netstat("TcpExt:", "TCPSynRetrans") > syn0;
+            if syn_lost && res.fallback != Some(false) && tries < 4 {
+                eprintln!("{dest}: the client retransmitted its SYN and fell back; again");
+                continue;
+            }
+            break res;
+        };
         check_transfer(&peers, &res, size, size);
     }
     let fields = stop_hacd_counters();
     eprintln!("hacd: {fields:?}");
-    // Mappings of up to 64 KB: 8 MB upstream is well over a hundred of them.
-    assert!(counter(&fields, "dss_checksum_ok") >= 100, "{fields:?}");
-    assert_eq!(counter(&fields, "dss_checksum_failed"), 0, "{fields:?}");
-    assert_eq!(counter(&fields, "mp_fail_sent"), 0, "{fields:?}");
+    fields
 }
