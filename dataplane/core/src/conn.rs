@@ -561,12 +561,17 @@ impl<P> Conn<P> {
         self.subflow_ack(0)
     }
 
-    /// SACK blocks for our ACKs on bonded subflow `k` (SACK negotiated there: the
-    /// client offered it and our SYN-ACK granted it), see `Path::rcv_sack_blocks`.
-    pub(crate) fn client_sack(&self, k: usize) -> crate::multipath::heapless_blocks::Blocks {
+    /// SACK blocks for our ACK `ack` (= `subflow_ack(k)`) on bonded subflow `k`
+    /// (SACK negotiated there: the client offered it and our SYN-ACK granted it),
+    /// see `Path::rcv_sack_blocks`.
+    pub(crate) fn client_sack(
+        &self,
+        k: usize,
+        ack: SeqNum,
+    ) -> crate::multipath::heapless_blocks::Blocks {
         match &self.mp {
             Some(m) if self.bonded() && self.legk(k).c_sack && self.s_sack => {
-                m.paths[k].rcv_sack_blocks(self.subflow_ack(k))
+                m.paths[k].rcv_sack_blocks(ack)
             }
             _ => crate::multipath::heapless_blocks::Blocks::default(),
         }
@@ -580,10 +585,7 @@ impl<P> Conn<P> {
         let base = leg.c_isn + 1 + leg.syn_len;
         let idx = self.server_acked_index();
         let through_maps = match &self.mp {
-            Some(m) if self.bonded() => m
-                .paths
-                .get(k)
-                .and_then(|p| p.ack_through_held(idx, &[], p.srv_held)),
+            Some(m) if self.bonded() => m.paths.get(k).and_then(|p| p.ack_through_maps(idx)),
             _ => None,
         };
         let mut ack = if let Some(a) = through_maps {

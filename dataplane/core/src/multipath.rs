@@ -211,9 +211,6 @@ pub(crate) struct Path<P> {
     pub rcv_contig: Option<SeqNum>,
     pub rcv_ooo: [(SeqNum, SeqNum); OOO_RANGES],
     pub rcv_ooo_n: u8,
-    /// The subflow ACK the server's SACK blocks allowed so far (see
-    /// [`Path::ack_through_held`]).
-    pub srv_held: Option<SeqNum>,
 }
 
 impl<P> Path<P> {
@@ -256,7 +253,6 @@ impl<P> Path<P> {
             rcv_contig: Some(leg.c_rcv_nxt),
             rcv_ooo: [(SeqNum(0), SeqNum(0)); OOO_RANGES],
             rcv_ooo_n: 0,
-            srv_held: None,
         }
     }
 
@@ -725,49 +721,20 @@ impl<P> Path<P> {
         blocks
     }
 
-    /// The subflow ACK that what the server holds allows on this subflow: every
-    /// mapped byte below it is under the server's cumulative ACK (`idx` client
-    /// bytes) or in a range `held` (data indices) it reported by SACK. `from`, a
-    /// subflow ACK allowed earlier, is where the walk starts (the server keeps
-    /// what it SACKed; RFC 2018 §8 lets it renege, and then the client's
-    /// data-level retransmission repairs, as our DATA_ACK never covered it).
-    ///
-    /// Holding a subflow's ACK only for bytes of its own the server lacks keeps
-    /// one subflow's hole from stalling the ACKs of the others (their timers would
-    /// fire, spuriously, while the hole is repaired).
-    pub fn ack_through_held(
-        &self,
-        idx: u64,
-        held: &[(u64, u64)],
-        from: Option<SeqNum>,
-    ) -> Option<SeqNum> {
-        let reach = |mut x: u64| -> u64 {
-            loop {
-                x = x.max(idx);
-                match held.iter().find(|&&(l, r)| l <= x && x < r) {
-                    Some(&(_, r)) => x = r,
-                    None => return x,
-                }
-            }
-        };
+    /// The subflow ACK the server's cumulative ACK (`idx` client bytes) allows on
+    /// this subflow: every mapped byte below it acknowledged by the server.
+    pub fn ack_through_maps(&self, idx: u64) -> Option<SeqNum> {
         let mut ack = None;
         for &(u, seq, len) in &self.up_maps {
-            // Bytes of this mapping below `from` are known to be held.
-            let skip = from.map_or(0, |f| f.diff(seq).clamp(0, len as i32) as u32);
-            let x = reach(u + u64::from(skip));
             let end = u + u64::from(len);
-            if x >= end {
+            if idx >= end {
                 ack = Some(seq + len);
                 continue;
             }
-            ack = Some(seq + (x - u) as u32);
+            ack = Some(if idx > u { seq + (idx - u) as u32 } else { seq });
             break;
         }
-        match (ack, from) {
-            (Some(a), Some(f)) if f.diff(a) > 0 => Some(f),
-            (None, f) => f,
-            (a, _) => a,
-        }
+        ack
     }
 }
 
@@ -1433,7 +1400,7 @@ impl<P: PacketBuf> Engine<P> {
         let mut n = c.write_client_options(&mut opt_buf, now, &leg, map, fin, psum);
         if payload_len == 0 && !fin {
             // A pure ACK: the client's bytes above a hole on this subflow.
-            let sack = c.client_sack(k);
+            let sack = c.client_sack(k, ack);
             n = crate::translate::write_sack(&mut opt_buf, n, 4, sack.iter());
         }
         let opt_len = pad_nop(&mut opt_buf, n);

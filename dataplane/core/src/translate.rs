@@ -364,8 +364,11 @@ impl<P: PacketBuf> Engine<P> {
         // not serve: they follow its cumulative ACK, which the hole holds back.
         // While bytes below the hole still wait for the server's ACK the blocks
         // wait too (`Path::rcv_sack_blocks`): the server's ACK of them brings them.
-        let sack_now =
-            bonded && above_hole && self.conn(id).is_some_and(|c| !c.client_sack(k).is_empty());
+        let sack_now = bonded
+            && above_hole
+            && self
+                .conn(id)
+                .is_some_and(|c| !c.client_sack(k, c.subflow_ack(k)).is_empty());
         if (old_dup || sack_now) && !subflow_fin {
             self.queue(id, Tx::PathAck(k as u8));
         }
@@ -581,32 +584,6 @@ impl<P: PacketBuf> Engine<P> {
                 c.s_ts_recent = tsval;
             }
             c.s_win = u32::from(seg.window) << c.s_ws.min(14);
-            if c.bonded()
-                && seg.flags.ack()
-                && let Some(blocks) = sack_blocks(seg, pkt.data())
-            {
-                // The client's bytes the server holds above its cumulative ACK:
-                // each subflow's ACK may pass those of its bytes (see
-                // `Path::ack_through_held`).
-                let base = c.p_isn + 1 + c.app_len;
-                let idx = c.server_acked_index();
-                let mut held = [(0u64, 0u64); 4];
-                let mut n = 0;
-                for (l, r) in blocks.iter().take(4) {
-                    let (a, b) = (l.diff(base), r.diff(base));
-                    if a > 0 && b > a && a as u64 >= idx {
-                        held[n] = (a as u64, b as u64);
-                        n += 1;
-                    }
-                }
-                if let Some(m) = c.mp.as_mut() {
-                    for p in m.paths.iter_mut() {
-                        if p.state == PathState::Active {
-                            p.srv_held = p.ack_through_held(idx, &held[..n], p.srv_held);
-                        }
-                    }
-                }
-            }
         }
         let c = self.conn(id).expect("present");
         if c.state == State::SynAckSent {

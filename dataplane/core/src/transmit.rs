@@ -353,7 +353,7 @@ impl<P: PacketBuf> Engine<P> {
                 // The client's bytes on this subflow above a hole (SACK on this
                 // subflow: the client offered it and our SYN-ACK granted it).
                 let sub_ack = c.subflow_ack(kk);
-                let sack = c.client_sack(kk);
+                let sack = c.client_sack(kk, sub_ack);
                 if sack.len() >= 2 && mptcp {
                     // 40 option bytes: timestamps (12), a DSS with a 4-byte DATA_ACK
                     // (8; RFC 8684 §3.3.2 allows either size) and two SACK blocks

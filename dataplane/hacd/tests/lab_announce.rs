@@ -281,10 +281,10 @@ fn announce_lab_checksums_end_to_end() {
 }
 
 /// The same with 1 % loss each way on both access links: uploads lose segments
-/// on one subflow while the other carries on. The lossy subflow is repaired by
-/// fast retransmission on our SACK and neither subflow waits for the other's
-/// repair (an upload used to stall here, in CI). A mapping with a segment beyond
-/// a hole is left unverified (docs/plan.md), so only some are verified.
+/// on one subflow while the other carries on, and the hole is repaired by fast
+/// retransmission on our per-subflow SACK (an upload used to stall here, in CI).
+/// A mapping with a segment beyond a hole is left unverified (docs/plan.md), so
+/// only some are verified.
 #[test]
 fn announce_lab_checksums_with_loss() {
     if skip_unless_root("announce_lab_checksums_with_loss") {
