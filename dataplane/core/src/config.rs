@@ -47,6 +47,13 @@ pub struct EngineConfig {
     pub mss_v6: u16,
     /// Initial retransmission timeout for bytes the engine originates (RFC 6298).
     pub initial_rto: Duration,
+    /// First retransmission of our SYN-ACK to the client (then doubling). Shorter
+    /// than the client's 1 s SYN timeout on purpose: a Linux client (6.18) that
+    /// retransmits its TFO SYN sends it without the Convert request, and once our
+    /// SYN-ACK acknowledges the request it never sends its MP_CAPABLE ACK (it ties
+    /// it to its last SYN's end sequence), so the connection falls back to TCP. A
+    /// lost SYN-ACK must therefore be repaired before the client's timer fires.
+    pub synack_rto: Duration,
     /// Subflows per connection, the initial one included (RFC 8684 §3.2: a join
     /// beyond it is refused with RST + MP_TCPRST "lack of resources").
     pub max_subflows: usize,
@@ -155,6 +162,7 @@ impl Default for EngineConfig {
             mss_v4: 1460,
             mss_v6: 1440,
             initial_rto: Duration::from_secs(1),
+            synack_rto: Duration::from_millis(250),
             max_subflows: 8,
             scheduler: Scheduler::Aggregate,
             primary_access: Vec::new(),

@@ -702,11 +702,18 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Arms the retransmission timer for engine-originated bytes.
     pub(crate) fn arm_rto(&mut self, id: u32, now: Instant) {
-        let initial = self.cfg.initial_rto;
-        let Some(c) = self.conn_mut(id) else { return };
+        let Some(c) = self.conn(id) else { return };
         if c.rto_at.is_some() {
             return;
         }
+        // Our SYN-ACK goes again before the client's SYN timer fires (see
+        // `EngineConfig::synack_rto`).
+        let initial = if c.state == State::SynAckSent {
+            self.cfg.synack_rto
+        } else {
+            self.cfg.initial_rto
+        };
+        let Some(c) = self.conn_mut(id) else { return };
         let at = now + c.rto(initial);
         c.rto_at = Deadline::at(at);
         self.arm_at(id, at);

@@ -674,6 +674,39 @@ fn lost_join_synack_is_answered_on_the_retransmitted_syn() {
     assert!(down_share(&s, 1) > 0.1, "{}", s.summary());
 }
 
+/// A lost SYN-ACK on the initial subflow is repaired by our own retransmission
+/// before the client's 1 s SYN timer: Linux (6.18) re-sends a TFO SYN without the
+/// Convert request and, once our SYN-ACK acknowledges the request, never sends its
+/// MP_CAPABLE ACK, which would make the connection fall back to TCP.
+#[test]
+fn lost_synack_is_retransmitted_before_the_clients_syn_timer() {
+    let mut s = setup(false, vec![even(), even()]).build();
+    let mut dropped = false;
+    s.down[0].drop_rule = Some(Box::new(move |p: &Pkt| {
+        if p.is_syn_ack() && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    let ok = s.run_until(5 * SEC, |s| s.client.joins_settled());
+    assert!(ok, "{}", tail(&s));
+    assert_eq!(
+        s.client.subs[0].syns_sent, 1,
+        "the client had to retransmit its SYN"
+    );
+    assert!(s.client.mptcp, "fell back: {}", tail(&s));
+    let a = s.all_anomalies();
+    assert!(a.is_empty(), "{a:#?}");
+    transfer(
+        &mut s,
+        &pattern(20_000, 13),
+        &pattern(1 << 20, 14),
+        20 * SEC,
+    );
+    assert!(down_share(&s, 1) > 0.1, "{}", s.summary());
+}
+
 // ------------------------------------------------------------------ aggregation
 
 /// Downloads `n` bytes (and a small upload) and checks aggregation: goodput ≥ `frac`
