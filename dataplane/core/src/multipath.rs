@@ -625,17 +625,7 @@ const UP_MAPS: usize = 16;
 impl<P> Path<P> {
     /// Records a client mapping received on this subflow.
     pub fn note_mapping(&mut self, u: u64, seq: SeqNum, len: u32) {
-        if self
-            .up_maps
-            .back()
-            .is_some_and(|&(bu, bs, _)| bu == u && bs == seq)
-        {
-            return;
-        }
-        if self.up_maps.len() == UP_MAPS {
-            self.up_maps.pop_front();
-        }
-        self.up_maps.push_back((u, seq, len));
+        note_up_map(&mut self.up_maps, u, seq, len);
     }
 
     /// The data index of client bytes `[seq, seq + len)` by a remembered mapping.
@@ -724,18 +714,53 @@ impl<P> Path<P> {
     /// The subflow ACK the server's cumulative ACK (`idx` client bytes) allows on
     /// this subflow: every mapped byte below it acknowledged by the server.
     pub fn ack_through_maps(&self, idx: u64) -> Option<SeqNum> {
-        let mut ack = None;
-        for &(u, seq, len) in &self.up_maps {
-            let end = u + u64::from(len);
-            if idx >= end {
-                ack = Some(seq + len);
-                continue;
-            }
-            ack = Some(if idx > u { seq + (idx - u) as u32 } else { seq });
-            break;
-        }
-        ack
+        ack_through_up_maps(&self.up_maps, idx)
     }
+}
+
+/// Remembers the client's mapping (data index `u` of its first byte, subflow
+/// sequence `seq`, `len` subflow bytes) in `maps`, kept in subflow order with
+/// each mapping once, at most [`UP_MAPS`] (the oldest go). Linux announces a
+/// mapping again on every retransmission of its segments, after later mappings;
+/// appended as it came, such a repeat put a later mapping before an earlier one,
+/// and the in-order walk of [`ack_through_up_maps`] then acknowledged bytes of
+/// the earlier one that the server had not acknowledged: the client never re-sent
+/// them and the upload stalled (lab, 1 % loss).
+pub(crate) fn note_up_map(maps: &mut VecDeque<(u64, SeqNum, u32)>, u: u64, seq: SeqNum, len: u32) {
+    if let Some(e) = maps.iter_mut().find(|e| e.1 == seq) {
+        *e = (u, seq, len);
+        return;
+    }
+    let at = maps
+        .iter()
+        .rposition(|e| e.1.diff(seq) < 0)
+        .map_or(0, |i| i + 1);
+    if maps.len() == UP_MAPS {
+        if at == 0 {
+            // Older than all that are remembered.
+            return;
+        }
+        maps.pop_front();
+        maps.insert(at - 1, (u, seq, len));
+        return;
+    }
+    maps.insert(at, (u, seq, len));
+}
+
+/// The subflow ACK a server cumulative ACK of `idx` client bytes allows through
+/// `maps` (in subflow order): up to the first mapped byte it does not cover.
+pub(crate) fn ack_through_up_maps(maps: &VecDeque<(u64, SeqNum, u32)>, idx: u64) -> Option<SeqNum> {
+    let mut ack = None;
+    for &(u, seq, len) in maps {
+        let end = u + u64::from(len);
+        if idx >= end {
+            ack = Some(seq + len);
+            continue;
+        }
+        ack = Some(if idx > u { seq + (idx - u) as u32 } else { seq });
+        break;
+    }
+    ack
 }
 
 impl<P> Conn<P> {
@@ -2323,6 +2348,56 @@ pub(crate) mod heapless_blocks {
             b.n = b.n.min(n);
             b
         }
+    }
+}
+
+#[cfg(test)]
+mod up_map_tests {
+    use super::{UP_MAPS, ack_through_up_maps, note_up_map};
+    use hac_wire::seq::SeqNum;
+    use std::collections::VecDeque;
+
+    /// Mappings of 1000 subflow bytes each: data index `u`, subflow `s`.
+    #[test]
+    fn a_repeated_mapping_keeps_the_subflow_order() {
+        let mut m = VecDeque::new();
+        // Three mappings in order, with data of other subflows between them.
+        note_up_map(&mut m, 0, SeqNum(1000), 1000);
+        note_up_map(&mut m, 5000, SeqNum(2000), 1000);
+        note_up_map(&mut m, 9000, SeqNum(3000), 1000);
+        // The first and second announced again (retransmissions), in turns.
+        for _ in 0..10 {
+            note_up_map(&mut m, 0, SeqNum(1000), 1000);
+            note_up_map(&mut m, 5000, SeqNum(2000), 1000);
+        }
+        assert_eq!(m.len(), 3);
+        // The server has 500 bytes of the first mapping: the subflow ACK stops
+        // inside it, never at a later mapping's start.
+        assert_eq!(ack_through_up_maps(&m, 500), Some(SeqNum(1500)));
+        assert_eq!(ack_through_up_maps(&m, 1000), Some(SeqNum(2000)));
+        assert_eq!(ack_through_up_maps(&m, 5400), Some(SeqNum(2400)));
+        assert_eq!(ack_through_up_maps(&m, 10_000), Some(SeqNum(4000)));
+    }
+
+    #[test]
+    fn the_oldest_go_when_full_and_wrapping_order_holds() {
+        let mut m = VecDeque::new();
+        let base = SeqNum(u32::MAX - 5000);
+        for i in 0..UP_MAPS as u32 + 3 {
+            note_up_map(&mut m, u64::from(i) * 1000, base + i * 1000, 1000);
+        }
+        assert_eq!(m.len(), UP_MAPS);
+        assert_eq!(m.front().map(|e| e.1), Some(base + 3000));
+        // One older than every remembered one is not taken back in.
+        note_up_map(&mut m, 0, base, 1000);
+        assert_eq!(m.front().map(|e| e.1), Some(base + 3000));
+        // Out of order, it lands in place.
+        let mut m = VecDeque::new();
+        note_up_map(&mut m, 2000, base + 2000, 1000);
+        note_up_map(&mut m, 0, base, 1000);
+        note_up_map(&mut m, 1000, base + 1000, 1000);
+        let seqs: Vec<SeqNum> = m.iter().map(|e| e.1).collect();
+        assert_eq!(seqs, vec![base, base + 1000, base + 2000]);
     }
 }
 
