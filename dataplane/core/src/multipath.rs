@@ -996,6 +996,10 @@ impl<P: PacketBuf> Engine<P> {
         } else {
             true
         };
+        // The server's full-sized segments: the untracked bytes in flight are cut
+        // at the same boundaries, so that a repair rarely overlaps a segment the
+        // client holds.
+        let seg = u64::from(self.server_payload_max(c));
         let c = self.conn_mut(id).expect("present");
         let fwd_end = u64::from(
             c.leg
@@ -1007,6 +1011,41 @@ impl<P: PacketBuf> Engine<P> {
         );
         let mut p0 = Path::new(c.leg, now);
         p0.primary = primary;
+        // Bytes forwarded on the initial subflow before the bond and not yet
+        // acknowledged by the client are in flight there too: they are tracked
+        // like any segment (no cached copy), so that a loss among them is repaired
+        // at its subflow sequence - zero-filled once the client has the data from
+        // another subflow, else revealed to the server and its retransmission put
+        // back at that place. Untracked, such a hole stayed open on the subflow for
+        // good (seen with 1 % loss in the lab: the client's subflow stuck at it).
+        let acked = c.c_data_ack.diff(c.e_dsn(0)).max(0) as u64;
+        let mut v = acked.min(fwd_end);
+        p0.snd_una = c.e_seq(v);
+        while v < fwd_end {
+            let len = seg.min(fwd_end - v);
+            p0.inflight.push_back(Sent {
+                seq: c.e_seq(v),
+                len: len as u16,
+                fin: false,
+                // Sent before the bond, at an unknown time: never an RTT or
+                // delivery-rate sample (as a retransmission would be).
+                retx: 1,
+                sacked: false,
+                reinjected: false,
+                in_pipe: true,
+                tail_skip: 0,
+                unrepaired: false,
+                v,
+                sent_at: now,
+                delivered: 0,
+                delivered_at: now,
+                first_sent: now,
+                app_limited: true,
+                pkt: None,
+            });
+            p0.inflight_bytes += len;
+            v += len;
+        }
         c.mp = Some(Box::new(Multi::new(p0, fwd_end)));
     }
 

@@ -108,16 +108,9 @@ impl<P: PacketBuf> Engine<P> {
         );
         match tx {
             Tx::ServerSyn => {
-                // MSS clamped so that server segments still fit toward the client once
-                // the DSS (and timestamps, on both legs or neither) are added.
-                let mss = c
-                    .leg
-                    .c_mss
-                    .min(self.mss_for(c.server.ip()))
-                    .saturating_sub(if c.mptcp { DSS_ROOM } else { 0 });
                 push_syn_options(
                     &mut b,
-                    mss.max(536),
+                    self.server_mss(c),
                     c.leg.c_sack,
                     c.c_offered_ts.then(|| (c.tsval(now), 0)),
                     c.c_offered_ws.then_some(c.leg.c_ws),
@@ -655,6 +648,25 @@ fn push_syn_options(
     if let Some(shift) = ws {
         let _ = b.push(&TcpOption::NoOperation);
         let _ = b.push(&TcpOption::WindowScale(shift));
+    }
+}
+
+impl<P: PacketBuf> Engine<P> {
+    /// The MSS we announce to the server: clamped so that server segments still
+    /// fit toward the client once the DSS (and timestamps, on both legs or
+    /// neither) are added.
+    pub(crate) fn server_mss(&self, c: &crate::conn::Conn<P>) -> u16 {
+        c.leg
+            .c_mss
+            .min(self.mss_for(c.server.ip()))
+            .saturating_sub(if c.mptcp { DSS_ROOM } else { 0 })
+            .max(536)
+    }
+
+    /// The largest payload the server sends us: the smaller MSS, less timestamps.
+    pub(crate) fn server_payload_max(&self, c: &crate::conn::Conn<P>) -> u16 {
+        let ts = if c.leg.ts { 12 } else { 0 };
+        self.server_mss(c).min(c.s_mss.max(536)) - ts
     }
 }
 

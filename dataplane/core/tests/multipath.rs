@@ -707,6 +707,38 @@ fn lost_synack_is_retransmitted_before_the_clients_syn_timer() {
     assert!(down_share(&s, 1) > 0.1, "{}", s.summary());
 }
 
+/// A segment lost on the initial subflow before the connection bonds (before
+/// the join completes) is repaired at its subflow sequence once bonded: the
+/// client's subflow has no hole left at the end and keeps carrying data.
+#[test]
+fn loss_before_the_bond_is_repaired_on_the_initial_subflow() {
+    let mut s = setup(false, vec![dsl(), lte()]).build();
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+    let seen = dropped.clone();
+    let mut data_segments = 0;
+    s.down[0].drop_rule = Some(Box::new(move |p: &Pkt| {
+        if p.payload.len() > 100 {
+            data_segments += 1;
+            // The server's second segment: sent in its first burst, long
+            // before the join's handshake ends.
+            if data_segments == 2 {
+                seen.set(true);
+                return true;
+            }
+        }
+        false
+    }));
+    transfer(
+        &mut s,
+        &pattern(10_000, 15),
+        &pattern(2 << 20, 16),
+        30 * SEC,
+    );
+    assert!(dropped.get());
+    assert!(s.engine.counters().joins_accepted >= 1, "{}", tail(&s));
+    assert!(down_share(&s, 0) > 0.1, "{}", s.summary());
+}
+
 // ------------------------------------------------------------------ aggregation
 
 /// Downloads `n` bytes (and a small upload) and checks aggregation: goodput ≥ `frac`
