@@ -206,6 +206,10 @@ pub(crate) struct Path<P> {
     /// the first byte, its subflow sequence, subflow length). The subflow ACK we
     /// owe follows the server's ACK through them.
     pub up_maps: VecDeque<(u64, SeqNum, u32)>,
+    /// With DSS checksums: the client's mappings on this subflow replaced before
+    /// their checksum settled (a hole in them is repaired after the next mapping
+    /// started), oldest first, at most [`CSUM_OLD`]; their repairs are summed here.
+    pub csum_old: VecDeque<crate::conn::ClientMapping>,
     /// The client's bytes on this subflow received without a hole up to here
     /// (None until the first byte), and up to [`OOO_RANGES`] received ranges above it.
     pub rcv_contig: Option<SeqNum>,
@@ -250,6 +254,7 @@ impl<P> Path<P> {
             bytes_repaired: 0,
             fin_seq: None,
             up_maps: VecDeque::new(),
+            csum_old: VecDeque::new(),
             rcv_contig: Some(leg.c_rcv_nxt),
             rcv_ooo: [(SeqNum(0), SeqNum(0)); OOO_RANGES],
             rcv_ooo_n: 0,
@@ -618,6 +623,9 @@ pub struct SubflowInfo {
 /// Received ranges above a hole remembered per subflow (beyond, a range is given up:
 /// our subflow ACK then stops at it until the client sends it again).
 const OOO_RANGES: usize = 16;
+
+/// Unsettled earlier mappings kept per subflow for their DSS checksum.
+pub(crate) const CSUM_OLD: usize = 16;
 
 /// Client mappings remembered per subflow of a bonded connection.
 const UP_MAPS: usize = 16;
@@ -2459,7 +2467,7 @@ mod size_tests {
             conn + multi + 2 * path
         );
         assert!(
-            conn <= 360 && multi <= 160 && path <= 640 && sent <= 96,
+            conn <= 376 && multi <= 160 && path <= 640 && sent <= 96,
             "sizes grew"
         );
     }

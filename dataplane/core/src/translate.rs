@@ -141,6 +141,8 @@ impl<P: PacketBuf> Engine<P> {
         let mut new_mapping = None;
         let mut csum_step = CsumStep::Pending;
         let mut csum_map: Option<ClientMapping> = None;
+        let mut csum_old: Option<(usize, ClientMapping)> = None;
+        let mut revived: Option<usize> = None;
         if mptcp {
             // MP_CAPABLE with data: implicit mapping DSN = IDSN + 1, SSN 1 (§3.1).
             if let Some((len, csum)) = implicit {
@@ -189,6 +191,14 @@ impl<P: PacketBuf> Engine<P> {
                 && nm.same(&old)
             {
                 new_mapping = Some(old);
+            } else if let Some(nm) = new_mapping
+                && let Some(mp) = c.mp.as_ref()
+                && let Some(i) = mp.paths[k].csum_old.iter().position(|o| o.same(&nm))
+            {
+                // An earlier mapping announced again (Linux repeats the mapping
+                // on a retransmission): its running checksum resumes.
+                new_mapping = Some(mp.paths[k].csum_old[i]);
+                revived = Some(i);
             }
             let map = new_mapping.or(leg.mapping);
             if let Some(m) = map {
@@ -206,6 +216,28 @@ impl<P: PacketBuf> Engine<P> {
                             return Action::Drop(DropReason::UnmappedData);
                         };
                         u = eu;
+                        // Its checksum, if that mapping is still unsettled.
+                        let old = c.mp.as_ref().and_then(|mp| {
+                            mp.paths[k].csum_old.iter().position(|o| {
+                                let o_off = rel.wrapping_sub(o.ssn);
+                                o_off < o.len - u32::from(o.data_fin)
+                            })
+                        });
+                        if let Some(i) = old
+                            && c.csum
+                            && !c.mp_fail_sent()
+                        {
+                            let payload = seg.payload(data);
+                            let direct = Checksum::new().add_bytes(payload);
+                            let norm = |v: u16| if v == 0xffff { 0 } else { v };
+                            if norm(direct.fold()) != norm(self.payload_sum(seg, pkt).fold()) {
+                                return Action::Drop(DropReason::TcpChecksum);
+                            }
+                            let mp = c.mp.as_ref().expect("found in it");
+                            let mut om = mp.paths[k].csum_old[i];
+                            csum_step = om.add_checksum(rel.wrapping_sub(om.ssn), payload, direct);
+                            csum_old = Some((i, om));
+                        }
                     } else {
                         let dsn = m.dsn + u64::from(off);
                         u = dsn.diff(c.client_idsn + 1) as u64;
@@ -262,9 +294,44 @@ impl<P: PacketBuf> Engine<P> {
         };
         let client_idsn = c.client_idsn;
         let c = self.conn_mut(id).expect("present");
+        let mut replaced_unsettled = false;
+        if let Some((i, om)) = csum_old
+            && let Some(mp) = c.mp.as_mut()
+        {
+            let q = &mut mp.paths[k].csum_old;
+            if om.checked {
+                q.remove(i);
+            } else {
+                q[i] = om;
+            }
+        }
+        if let Some(i) = revived
+            && let Some(mp) = c.mp.as_mut()
+        {
+            mp.paths[k].csum_old.remove(i);
+        }
         if let Some(m) = new_mapping {
             let l = c.legk_mut(k);
+            // A mapping replaced before its checksum settled (a hole in it still
+            // open when the next one starts): its repair will come as a segment
+            // of an earlier mapping, summed in `csum_old`. The oldest kept there
+            // is given up when more wait; without the bonded state, this one.
+            let unsettled = l.mapping.filter(|old| !old.checked && !old.same(&m));
             l.mapping = Some(m);
+            if let Some(old) = unsettled {
+                match c.mp.as_mut() {
+                    Some(mp) => {
+                        let q = &mut mp.paths[k].csum_old;
+                        if q.len() >= crate::multipath::CSUM_OLD {
+                            q.pop_front();
+                            replaced_unsettled = true;
+                        }
+                        q.push_back(old);
+                    }
+                    None => replaced_unsettled = true,
+                }
+            }
+            let l = c.legk_mut(k);
             l.c_ssn_delta = i64::from(m.ssn) - m.dsn.diff(client_idsn);
             let seq0 = l.c_isn + l.syn_len + m.ssn;
             if let Some(mp) = c.mp.as_mut() {
@@ -381,6 +448,9 @@ impl<P: PacketBuf> Engine<P> {
                     Tx::PathAck(k as u8)
                 },
             );
+        }
+        if replaced_unsettled {
+            self.counters.dss_checksum_unverified += 1;
         }
         match csum_step {
             CsumStep::Pending => {}

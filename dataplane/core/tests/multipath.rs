@@ -862,6 +862,34 @@ fn dss_checksums_on_two_paths() {
     assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (0, 0));
 }
 
+/// DSS checksums with 2 % loss on the LTE uplink: a mapping whose segment is lost
+/// is summed in any order (the repair arrives after the segments above the hole)
+/// and still verified; none is left unverified.
+#[test]
+fn dss_checksums_verified_across_upload_holes() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.csum = true;
+    st.paths[1].up = st.paths[1].up.lossy(0.02);
+    st.seed = 5;
+    let mut s = conn_joined(st);
+    assert!(s.client.csum, "checksums negotiated");
+    transfer(
+        &mut s,
+        &pattern(2 << 20, 38),
+        &pattern(10_000, 39),
+        60 * SEC,
+    );
+    assert!(s.up[1].lost > 0, "no loss");
+    let c = s.engine.counters();
+    eprintln!(
+        "LTE uplink loss 2%: {} lost; checksums ok {} unverified {}",
+        s.up[1].lost, c.dss_checksum_ok, c.dss_checksum_unverified
+    );
+    assert!(c.dss_checksum_ok > 100, "{}", c.dss_checksum_ok);
+    assert_eq!(c.dss_checksum_unverified, 0);
+    assert_eq!((c.dss_checksum_failed, c.mp_fail_sent), (0, 0));
+}
+
 /// The upload direction: the client spreads its data over DSL and LTE under its own
 /// mappings; the engine puts the data-level stream in order for the server.
 #[test]
