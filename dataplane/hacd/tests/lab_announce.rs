@@ -94,24 +94,7 @@ fn mib(name: &str) -> u64 {
 /// A `/proc/net/netstat` counter of group `group` (`"TcpExt:"`, `"MPTcpExt:"`) in
 /// the client namespace.
 fn netstat(group: &str, name: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns("client"), "cat", "/proc/net/netstat"])
-        .output()
-        .expect("read /proc/net/netstat");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [keys, vals] = pair else { continue };
-        if !keys.starts_with(group) {
-            continue;
-        }
-        for (k, v) in keys.split_whitespace().zip(vals.split_whitespace()) {
-            if k == name {
-                return v.parse().unwrap_or(0);
-            }
-        }
-    }
-    0
+    common::proc_net_counter(&ns("client"), "netstat", group, name)
 }
 
 /// Stops hacd (SIGTERM) and returns the counters its workers log on the way out.

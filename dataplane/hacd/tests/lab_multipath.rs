@@ -125,30 +125,7 @@ impl Lab {
     /// A counter of `/proc/net/<file>` (`snmp`, `netstat`) in namespace `ns`, e.g.
     /// ("snmp", "Tcp:", "InSegs") or ("netstat", "MPTcpExt:", "MPJoinSynAckRx").
     fn counter(&self, ns: &str, file: &str, group: &str, name: &str) -> u64 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(ns),
-                "cat",
-                &format!("/proc/net/{file}"),
-            ])
-            .output()
-            .expect("read /proc/net counters");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        for pair in lines.chunks(2) {
-            let [keys, vals] = pair else { continue };
-            if !keys.starts_with(group) {
-                continue;
-            }
-            for (k, v) in keys.split_whitespace().zip(vals.split_whitespace()) {
-                if k == name {
-                    return v.parse().unwrap_or(0);
-                }
-            }
-        }
-        0
+        common::proc_net_counter(&self.ns(ns), file, group, name)
     }
 }
 

@@ -62,3 +62,27 @@ pub fn lab_command(prefix: &str, run: &Path, args: &[&str], limit: u64) -> Comma
     }
     cmd
 }
+
+/// A counter of `/proc/net/<file>` (`snmp`, `netstat`) in network namespace `ns`,
+/// e.g. ("snmp", "Tcp:", "InSegs") or ("netstat", "MPTcpExt:", "MPJoinSynAckRx");
+/// 0 when absent.
+pub fn proc_net_counter(ns: &str, file: &str, group: &str, name: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", &format!("/proc/net/{file}")])
+        .output()
+        .expect("read /proc/net counters");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [keys, vals] = pair else { continue };
+        if !keys.starts_with(group) {
+            continue;
+        }
+        for (k, v) in keys.split_whitespace().zip(vals.split_whitespace()) {
+            if k == name {
+                return v.parse().unwrap_or(0);
+            }
+        }
+    }
+    0
+}
