@@ -261,6 +261,35 @@ impl<P> Path<P> {
         }
     }
 
+    /// Records a segment placed here now (new data, or a re-send under a new
+    /// mapping): in flight, with this subflow's delivery-rate snapshot.
+    fn place(&mut self, now: Instant, seq: SeqNum, len: u16, fin: bool, v: u64, pkt: Option<P>) {
+        if self.inflight.is_empty() {
+            self.last_progress = now;
+            self.delivered_at = now;
+        }
+        self.inflight.push_back(Sent {
+            seq,
+            len,
+            fin,
+            retx: 0,
+            sacked: false,
+            reinjected: false,
+            in_pipe: true,
+            tail_skip: 0,
+            unrepaired: false,
+            v,
+            sent_at: now,
+            delivered: self.delivered,
+            delivered_at: self.delivered_at,
+            first_sent: self.first_sent,
+            app_limited: self.inflight_bytes < self.pipe(),
+            pkt,
+        });
+        self.inflight_bytes += u64::from(len);
+        self.bytes_sent += u64::from(len);
+    }
+
     /// Whether new data may be placed here.
     pub fn usable(&self) -> bool {
         self.state == PathState::Active && self.health == Health::Ok
@@ -1370,31 +1399,7 @@ impl<P: PacketBuf> Engine<P> {
         let seq = c.legk(k).e_snd_nxt - len;
         let m = c.mp.as_mut().expect("bonded");
         let cache = cache_ok && m.cached + len as usize <= limit;
-        let p = &mut m.paths[k];
-        if p.inflight.is_empty() {
-            p.last_progress = now;
-            p.delivered_at = now;
-        }
-        p.inflight.push_back(Sent {
-            seq,
-            len: len as u16,
-            fin,
-            retx: 0,
-            sacked: false,
-            reinjected: false,
-            in_pipe: true,
-            tail_skip: 0,
-            unrepaired: false,
-            v,
-            sent_at: now,
-            delivered: p.delivered,
-            delivered_at: p.delivered_at,
-            first_sent: p.first_sent,
-            app_limited: p.inflight_bytes < p.pipe(),
-            pkt: cache.then(|| pkt.share()),
-        });
-        p.inflight_bytes += u64::from(len);
-        p.bytes_sent += u64::from(len);
+        m.paths[k].place(now, seq, len as u16, fin, v, cache.then(|| pkt.share()));
         let m = c.mp.as_mut().expect("bonded");
         if v + u64::from(len) > m.fwd_end {
             let h = m.hold_us();
@@ -2217,32 +2222,8 @@ impl<P: PacketBuf> Engine<P> {
         if reinject {
             c.legk_mut(to).e_snd_nxt = at + len;
             let m = c.mp.as_mut()?;
-            let q = &mut m.paths[to];
-            if q.inflight.is_empty() {
-                q.last_progress = now;
-                q.delivered_at = now;
-            }
             let cached = shared.is_some();
-            q.inflight.push_back(Sent {
-                seq: at,
-                len: len as u16,
-                fin,
-                retx: 0,
-                sacked: false,
-                reinjected: false,
-                in_pipe: true,
-                tail_skip: 0,
-                unrepaired: false,
-                v,
-                sent_at: now,
-                delivered: q.delivered,
-                delivered_at: q.delivered_at,
-                first_sent: q.first_sent,
-                app_limited: q.inflight_bytes < q.pipe(),
-                pkt: shared,
-            });
-            q.inflight_bytes += u64::from(len);
-            q.bytes_sent += u64::from(len);
+            m.paths[to].place(now, at, len as u16, fin, v, shared);
             let (mut dseg, mut dbytes) = (0isize, 0isize);
             if cached {
                 m.cached += len as usize;

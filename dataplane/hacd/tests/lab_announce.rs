@@ -86,6 +86,22 @@ fn run_ok(args: &[&str]) {
     );
 }
 
+/// The client accepts two announcements and opens up to two extra subflows.
+fn accept_two_announcements(client: &str) {
+    run_ok(&[
+        "ip",
+        "-n",
+        client,
+        "mptcp",
+        "limits",
+        "set",
+        "subflow",
+        "2",
+        "add_addr_accepted",
+        "2",
+    ]);
+}
+
 /// A `/proc/net/netstat` MPTcpExt counter in the client namespace.
 fn mib(name: &str) -> u64 {
     netstat("MPTcpExt:", name)
@@ -169,18 +185,7 @@ fn announce_lab_client_joins_the_announced_address() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _lab = Lab::up();
     let client = ns("client");
-    run_ok(&[
-        "ip",
-        "-n",
-        &client,
-        "mptcp",
-        "limits",
-        "set",
-        "subflow",
-        "2",
-        "add_addr_accepted",
-        "2",
-    ]);
+    accept_two_announcements(&client);
     // The path manager's events (ANNOUNCED, SF_ESTABLISHED with addresses), all
     // through the test.
     let mon_path = PathBuf::from(RUN).join("mptcp-monitor.log");
@@ -297,26 +302,17 @@ fn checksum_transfers(loss_pct: Option<&str>) -> Vec<(String, u64)> {
         "-qw",
         "net.mptcp.checksum_enabled=1",
     ]);
-    for link in loss_pct.map_or(&[][..], |_| &["dsl", "lte"][..]) {
-        let out = sh(&["shape", link, "50", "5", loss_pct.unwrap_or("0")], 30);
-        assert!(
-            out.status.success(),
-            "lab.sh shape {link}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if let Some(loss) = loss_pct {
+        for link in ["dsl", "lte"] {
+            let out = sh(&["shape", link, "50", "5", loss], 30);
+            assert!(
+                out.status.success(),
+                "lab.sh shape {link}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
-    run_ok(&[
-        "ip",
-        "-n",
-        &client,
-        "mptcp",
-        "limits",
-        "set",
-        "subflow",
-        "2",
-        "add_addr_accepted",
-        "2",
-    ]);
+    accept_two_announcements(&client);
     let peers = peers("csum");
     for (dest, ..) in dests() {
         let size = 4 * MB;
