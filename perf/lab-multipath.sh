@@ -13,7 +13,9 @@
 # Cases (perf/lab_multipath.py, CASES): 10+10 Mbit/s; 30+10 Mbit/s; 10+10 Mbit/s with
 # 1 ms vs 50 ms one-way delay; DSL 40 Mbit/s 10 ms + LTE 20 Mbit/s 40 ms, 0.5 % loss
 # on LTE. Environment (defaults): DURATION=30 (s per transfer: the byte count is
-# DURATION at the link sum), MODES="aggregate overflow failover kernel-e2e
+# DURATION at the link sum), WARMUP=0 (s: an unmeasured transfer before each measured
+# one, every mode alike; hacd learns the subscriber's paths from it, docs/multipath.md
+# "Path memory"), MODES="aggregate overflow failover kernel-e2e
 # kernel-proxy", CASES="10+10 30+10 10+10-delay dsl-lte", GAP=1, GAP_CUT=10,
 # GAP_RESTORE=8, SERVER_CC (the test server's congestion control, e.g. cubic or bbr;
 # default the namespace's, bbr on these machines), LAB_PREFIX=hacmp (its own namespaces: never the `hac` lab),

@@ -26,7 +26,10 @@ Subcommands:
            the report (table, SVG)
   report   CSV -> table on stdout + SVG (no lab needed)
 
-Environment of `run`: RUNS (1), DURATION (30 s per transfer), MODES, CASES (names
+Environment of `run`: RUNS (1), DURATION (30 s per transfer), WARMUP (0: before each
+measured transfer, one of WARMUP seconds at the link sum, not measured, in every mode
+alike: a subscriber that has been online, as hacd's path memory and the kernel's
+tcp_metrics see it), MODES, CASES (names
 from the CASES table below, default all), GAP (1: the failover case), GAP_CUT (10),
 GAP_RESTORE (8), LAB_PREFIX (hacmp), LAB_RUN, HACD, LINKEMU, CSV
 (docs/perf-multipath.csv), SVG (docs/perf-multipath.svg), RAW (JSON lines of every
@@ -290,6 +293,7 @@ transfer.n = 0
 def cmd_run():
     runs = int(os.environ.get("RUNS", "1"))
     duration = float(os.environ.get("DURATION", "30"))
+    warmup = float(os.environ.get("WARMUP", "0"))
     modes = os.environ.get("MODES", " ".join(MODES)).split()
     cases = os.environ.get("CASES", " ".join(CASES)).split()
     gap = os.environ.get("GAP", "1") == "1"
@@ -312,8 +316,8 @@ def cmd_run():
     w = csv.DictWriter(f, fieldnames=FIELDS)
     w.writeheader()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    log("start %s: runs=%d duration=%gs modes=%s cases=%s gap=%s; lab prefix %s"
-        % (started, runs, duration, ",".join(modes), ",".join(cases), gap, prefix))
+    log("start %s: runs=%d duration=%gs warmup=%gs modes=%s cases=%s gap=%s; lab prefix %s"
+        % (started, runs, duration, warmup, ",".join(modes), ",".join(cases), gap, prefix))
     try:
         for run in range(1, runs + 1):
             for mode in modes:
@@ -340,6 +344,11 @@ def cmd_run():
                             kw = {}
                             limit = 3 * duration + 60
                         nbytes = min(nbytes, MAX_BYTES)
+                        if warmup > 0:
+                            wres = transfer(lab, server, mode, int(total * 1e6 / 8 * warmup),
+                                            3 * warmup + 60, raw=raw)
+                            if not wres["ok"]:
+                                log("warm-up %s %s failed: %s" % (mode, name, wres["error"]))
                         res = transfer(lab, server, mode, nbytes, limit, raw=raw, **kw)
                         row = {
                             "run": run, "case": name, "mode": mode, "mp": mp,
@@ -369,7 +378,8 @@ def cmd_run():
         f.close()
         raw.close()
     log("CSV %s, raw results %s" % (csv_path, raw_path))
-    report(csv_path, svg_path, "lab run %s, RUNS=%d, DURATION=%gs" % (started, runs, duration))
+    report(csv_path, svg_path, "lab run %s, RUNS=%d, DURATION=%gs, WARMUP=%gs"
+           % (started, runs, duration, warmup))
 
 
 # ---------------------------------------------------------------------------------

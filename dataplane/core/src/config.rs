@@ -82,6 +82,14 @@ pub struct EngineConfig {
     /// to them are accepted. Only addresses of the connection's family are announced,
     /// and not the one the connection was opened to.
     pub announce: Vec<Announce>,
+    /// Subscribers (client IPv4 address or IPv6 /64) whose path profile a shard
+    /// remembers (`paths.rs`): a new connection of a subscriber whose recent
+    /// bonded connections saw very unequal path delays starts with the ACK hold
+    /// on, so that its server's slow start is not ended on the first path alone.
+    /// 0 turns the memory off.
+    pub path_memory_entries: usize,
+    /// How long a learned path profile is used.
+    pub path_memory_ttl: Duration,
 }
 
 /// An address announced with ADD_ADDR (RFC 8684 §3.4.1).
@@ -171,6 +179,8 @@ impl Default for EngineConfig {
             cache_limit_segments: 8192,
             no_joins_to_initial_address: false,
             announce: Vec::new(),
+            path_memory_entries: 16_384,
+            path_memory_ttl: Duration::from_secs(600),
         }
     }
 }

@@ -492,6 +492,10 @@ pub(crate) struct Conn<P> {
     pub retries: u8,
     /// Timestamp offset of this connection (RFC 7323 §5.4, randomised per connection).
     pub ts_offset: u32,
+    /// The ACK hold this connection starts with, learned from the subscriber's
+    /// earlier connections (units of 2 ms, `paths.rs`): set when the handshake
+    /// completes, taken by the bond made at the server's first data. 0: none.
+    pub seed_hold_2ms: u8,
 }
 
 /// Upper bound of the retransmission timeout (RFC 6298 §2.5 allows a maximum ≥ 60 s).

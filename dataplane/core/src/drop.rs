@@ -223,6 +223,9 @@ pub struct Counters {
     /// Bonded connections closed, and the sums of their repair-cache peak and mean
     /// (sampled every 10 ms while data was in flight) sizes in bytes; the largest peak.
     pub bonded_closed: u64,
+    /// Connections bonded at their first byte with an ACK hold learned from
+    /// their subscriber's earlier connections (`paths.rs`).
+    pub path_memory_seeded: u64,
     pub cache_peak_sum: u64,
     pub cache_mean_sum: u64,
     pub cache_peak_max: u64,

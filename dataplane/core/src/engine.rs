@@ -151,6 +151,8 @@ pub struct Engine<P> {
     /// Timers fired by the last `handle_timeout`, kept to reuse its allocation.
     fired: Vec<crate::timer::Fired>,
     pub(crate) counters: Counters,
+    /// Per-subscriber path profiles (`paths.rs`).
+    pub(crate) path_memory: crate::paths::PathMemory,
     /// Authorization and limits for new connections (`policy.rs`), shared
     /// read-only by every shard and replaced whole by `Engine::set_policy`.
     pub(crate) policy: std::sync::Arc<crate::policy::Policy>,
@@ -205,6 +207,10 @@ impl<P: PacketBuf> Engine<P> {
         // Pre-sized so that growth (a rehash of the whole table) does not land on the
         // packet path until the initial capacity is exceeded.
         let cap = cfg.initial_capacity.min(cfg.max_connections);
+        let path_memory = crate::paths::PathMemory::new(
+            cfg.path_memory_entries,
+            cfg.path_memory_ttl.as_micros() as u64,
+        );
         Ok(Engine {
             cfg,
             shard,
@@ -222,6 +228,7 @@ impl<P: PacketBuf> Engine<P> {
             cache_bytes: 0,
             keys,
             pending_per_client: HashMap::new(),
+            path_memory,
             pool,
             wheel: TimerWheel::new(4096, TICK_US, now),
             txq: VecDeque::new(),
@@ -255,6 +262,23 @@ impl<P: PacketBuf> Engine<P> {
     #[must_use]
     pub fn subflow_count(&self) -> usize {
         self.by_client.len() + self.by_join.len()
+    }
+
+    /// Subscribers whose path profile this shard remembers (`paths.rs`).
+    pub fn path_memory_len(&self) -> usize {
+        self.path_memory.len()
+    }
+
+    /// The path profile this shard remembers for `client`'s subscriber, if fresh.
+    pub fn path_profile(&self, client: IpAddr, now: Instant) -> Option<crate::PathProfile> {
+        self.path_memory.recall(client, now)
+    }
+
+    /// Remembers a subscriber's path delays (minimum round trips of its fastest
+    /// and slowest access, µs), as the engine does by itself from each bonded
+    /// connection; for a control plane that knows them beforehand, and tests.
+    pub fn learn_paths(&mut self, client: IpAddr, fast_us: u64, slow_us: u64, now: Instant) {
+        self.path_memory.learn(client, fast_us, slow_us, now);
     }
 
     /// This shard's external ports and blocks of one family (`v6`).
@@ -629,7 +653,7 @@ impl<P: PacketBuf> Engine<P> {
         let Some(c) = self.conns.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
-        self.release_cache(&c);
+        self.release_cache(&c, now);
         let h = self.keys.pair(
             c.leg.client.ip,
             c.leg.client.port,

@@ -360,6 +360,7 @@ impl<P: PacketBuf> Engine<P> {
             rto_shift: 0,
             retries: 0,
             ts_offset,
+            seed_hold_2ms: 0,
         }
     }
 
@@ -803,6 +804,13 @@ impl<P: PacketBuf> Engine<P> {
             self.queue(id, Tx::ConvertReply);
             self.arm_rto(id, now);
             self.announce_addresses(id, now);
+            // A subscriber whose paths are known to be far apart: the ACK hold
+            // starts with the server's first byte (`paths.rs`).
+            let client = self.conn(id).expect("present").leg.client.ip;
+            if let Some(p) = self.path_memory.recall(client, now) {
+                let units = (p.seed_hold_us() / 2000).min(u64::from(u8::MAX)) as u8;
+                self.conn_mut(id).expect("present").seed_hold_2ms = units;
+            }
         } else if mptcp && fallback {
             // The reply was not sent yet: send it as plain data.
             self.queue(id, Tx::ConvertReply);

@@ -16,6 +16,7 @@ mod handshake;
 mod icmp;
 mod multipath;
 pub mod packet;
+mod paths;
 pub mod policy;
 pub mod pool;
 mod segment;
@@ -32,5 +33,6 @@ pub use drop::{CONVERT_ERROR_CODES, Counters, DropReason, FailReason, convert_er
 pub use engine::{Action, Engine, JoinEvent, Port, Transmit, owner_of};
 pub use multipath::SubflowInfo;
 pub use packet::{PacketBuf, VecPacket};
+pub use paths::PathProfile;
 pub use policy::{Mode, Policy, PolicySpec};
 pub use time::Instant;

@@ -488,6 +488,27 @@ impl<P> Path<P> {
     }
 }
 
+/// Whether two subflows' minimum RTTs are far enough apart for ACK
+/// equalisation: the slow one at least three times the fast one and 20 ms more.
+/// (Four times until session 6: DSL 10 ms + LTE 40 ms one way sat on that edge,
+/// 20.4 vs 80.7 ms in the lab, and went without; with it a BBR server there went
+/// from 0.75 to 0.84 of the link sum, medians of three.)
+pub(crate) fn delays_far_apart(lo_us: u64, hi_us: u64) -> bool {
+    hi_us >= 3 * lo_us && hi_us >= lo_us + 20_000
+}
+
+/// Least time between two releases of held ACKs. A CUBIC server in slow start
+/// ends it when the ACKs of one round arrive as a train, each within 2 ms of the
+/// one before, for more than half its minimum RTT (Linux `tcp_cubic.c`,
+/// HyStart, `hystart_ack_delta_us` = 2000); held ACKs released on a finer grid
+/// form exactly such a train and end its slow start at the hold's bandwidth-delay
+/// product instead of the bond's.
+const HOLD_SPACING_MIN_US: u64 = 2_500;
+
+/// How long a connection started with a learned ACK hold keeps it without a
+/// join (`Engine::bond_seeded`).
+const SEED_WAIT_US: u64 = 1_000_000;
+
 /// Send-time records of one bonded connection's new data, for ACK equalisation.
 const HOLD_RING: usize = 64;
 
@@ -573,13 +594,25 @@ pub(crate) struct Multi<P> {
     pub reveal: bool,
     /// ACK equalisation, once the subflows' delays are far apart.
     pub hold: Option<Box<AckHold>>,
+    /// The ACK hold learned from the subscriber's earlier connections, applied
+    /// from the first byte until a joined subflow has an RTT sample or
+    /// `seed_until` passes without one (`paths.rs`); 0: none.
+    pub seed_us: u64,
+    pub seed_until: Instant,
+    /// This connection's path profile went to the path memory.
+    pub learned: bool,
 }
 
 impl<P> Multi<P> {
     /// The ACK hold for the current subflows: 3/4 of the slowest usable
-    /// subflow's minimum RTT when it is at least four times the fastest's and
-    /// 20 ms more; 0 (no hold) otherwise.
+    /// subflow's minimum RTT when the delays are far apart
+    /// ([`delays_far_apart`]); 0 (no hold) otherwise. Until a joined subflow has
+    /// an RTT sample, the hold learned from the subscriber's earlier connections
+    /// (`seed_us`, see `paths.rs`), if any.
     pub fn hold_us(&self) -> u64 {
+        if self.seed_us > 0 && !self.paths.iter().skip(1).any(|p| p.min_rtt_us > 0) {
+            return self.seed_us;
+        }
         let mut lo = u64::MAX;
         let mut hi = 0;
         for p in self.paths.iter().filter(|p| p.usable() && !p.backup) {
@@ -589,11 +622,29 @@ impl<P> Multi<P> {
             lo = lo.min(p.min_rtt_us);
             hi = hi.max(p.min_rtt_us);
         }
-        if lo != u64::MAX && hi >= 4 * lo && hi >= lo + 20_000 {
+        if lo != u64::MAX && delays_far_apart(lo, hi) {
             hi * 3 / 4
         } else {
             0
         }
+    }
+
+    /// The minimum RTTs of the fastest and the slowest usable subflow, once at
+    /// least two have one (what `paths.rs` remembers).
+    pub fn rtt_spread(&self) -> Option<(u64, u64)> {
+        let mut lo = u64::MAX;
+        let mut hi = 0;
+        let mut n = 0;
+        for p in self
+            .paths
+            .iter()
+            .filter(|p| p.usable() && !p.backup && p.min_rtt_us > 0)
+        {
+            lo = lo.min(p.min_rtt_us);
+            hi = hi.max(p.min_rtt_us);
+            n += 1;
+        }
+        (n >= 2).then_some((lo, hi))
     }
 
     pub fn new(path0: Path<P>, fwd_end: u64) -> Self {
@@ -611,6 +662,9 @@ impl<P> Multi<P> {
             cached_samples: 0,
             reveal: false,
             hold: None,
+            seed_us: 0,
+            seed_until: Instant(0),
+            learned: false,
         }
     }
 
@@ -1086,6 +1140,26 @@ impl<P: PacketBuf> Engine<P> {
         c.mp = Some(Box::new(Multi::new(p0, fwd_end)));
     }
 
+    /// Bonds a connection at the server's first data, before any join, with the
+    /// ACK hold its subscriber's path profile gave it (`paths.rs`). The hold
+    /// lasts until a joined subflow has an RTT sample, or for [`SEED_WAIT_US`]
+    /// (at least twice the slow path's round trip) without a join.
+    pub(crate) fn bond_seeded(&mut self, id: u32, now: Instant) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let units = core::mem::take(&mut c.seed_hold_2ms);
+        if !c.mptcp || c.fallback || c.mp.is_some() {
+            return;
+        }
+        self.bond(id, now);
+        let Some(m) = self.conn_mut(id).and_then(|c| c.mp.as_mut()) else {
+            return;
+        };
+        let h = u64::from(units) * 2000;
+        m.seed_us = h;
+        m.seed_until = Instant(now.0 + SEED_WAIT_US.max(4 * h));
+        self.counters.path_memory_seeded += 1;
+    }
+
     fn is_primary(&self, ip: core::net::IpAddr) -> bool {
         self.primary_access_of(ip).iter().any(|p| p.contains(ip))
     }
@@ -1408,7 +1482,7 @@ impl<P: PacketBuf> Engine<P> {
                 m.hold.get_or_insert_with(|| AckHold::new(fwd)).push(
                     v + u64::from(len),
                     now.0,
-                    (h / 32).max(1_000),
+                    (h / 32).max(HOLD_SPACING_MIN_US),
                 );
             }
         }
@@ -1764,8 +1838,20 @@ impl<P: PacketBuf> Engine<P> {
         let Some(c) = self.conn_mut(id) else { return };
         // Downstream index the client has acknowledged at the data level.
         let data_acked = c.c_data_ack.diff(c.e_dsn(0)).max(0) as u64;
+        let client = c.leg.client.ip;
         let Some(m) = c.mp.as_mut() else { return };
         m.tick_at = Deadline::NONE;
+        if m.seed_us > 0 && now >= m.seed_until {
+            m.seed_us = 0;
+        }
+        if !m.learned
+            && let Some((lo, hi)) = m.rtt_spread()
+        {
+            m.learned = true;
+            self.path_memory.learn(client, lo, hi, now);
+        }
+        let c = self.conn_mut(id).expect("present");
+        let m = c.mp.as_mut().expect("bonded");
         m.cached_sum += m.cached as u64;
         m.cached_samples += 1;
         let n = m.paths.len();
@@ -1940,8 +2026,11 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// Releases every cache entry of a connection being removed.
-    pub(crate) fn release_cache(&mut self, c: &Conn<P>) {
+    pub(crate) fn release_cache(&mut self, c: &Conn<P>, now: Instant) {
         if let Some(m) = &c.mp {
+            if let Some((lo, hi)) = m.rtt_spread() {
+                self.path_memory.learn(c.leg.client.ip, lo, hi, now);
+            }
             let k = &mut self.counters;
             k.bonded_closed += 1;
             k.cache_peak_sum += m.cached_peak as u64;

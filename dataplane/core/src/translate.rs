@@ -683,6 +683,9 @@ impl<P: PacketBuf> Engine<P> {
         if closed {
             self.finish(id, now);
         }
+        if self.conn(id).is_some_and(|c| c.seed_hold_2ms > 0) {
+            self.bond_seeded(id, now);
+        }
         if self.conn(id).is_some_and(Conn::bonded) {
             return self.mp_downstream(now, id, seg, pkt);
         }

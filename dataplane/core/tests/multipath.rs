@@ -26,7 +26,7 @@
 
 mod sim;
 
-use hac_core::{EngineConfig, Scheduler};
+use hac_core::{EngineConfig, Instant, Scheduler};
 use hac_wire::mptcp::{MpCapableForm, MpJoinRepr, MptcpOption};
 use hac_wire::tcp_options::{self, TcpOption};
 use sim::mpclient::*;
@@ -803,6 +803,78 @@ fn dsl_and_lte_download_aggregates() {
     let s = conn_joined(setup(false, vec![dsl(), lte()]));
     let s = aggregated_download(s, 8 << 20, 0.8, 0.15);
     assert_no_server_retransmissions(&s);
+}
+
+/// The server's first RTT samples of a DSL/LTE download that starts before the
+/// join: (with and without a learned path profile).
+fn first_server_rtts(learned: bool) -> (MpSim, Vec<u64>) {
+    let mut s = setup(false, vec![dsl(), lte()]).build();
+    if learned {
+        let client = client_addr(false, 0).ip();
+        s.engine.learn_paths(client, 20_000, 80_000, Instant(0));
+    }
+    let (up, down) = (pattern(2_000, 31), pattern(4 << 20, 32));
+    transfer(&mut s, &up, &down, 60 * SEC);
+    let rtts: Vec<u64> = s
+        .server
+        .rtt_samples
+        .iter()
+        .take(40)
+        .map(|&(_, r)| r)
+        .collect();
+    (s, rtts)
+}
+
+/// Path memory (`paths.rs`): a subscriber whose earlier connections bonded DSL
+/// (20 ms) and LTE (80 ms) gets the ACK hold from the server's first byte, before
+/// its LTE subflow joins: the server's first round trips are the held ones
+/// (twice the DSL round trip, 40 ms), so its slow start is not ended on the DSL
+/// path alone. Without the memory they are DSL's.
+#[test]
+fn learned_paths_hold_the_servers_acks_from_the_first_byte() {
+    let (s, rtts) = first_server_rtts(true);
+    assert_eq!(s.engine.counters().path_memory_seeded, 1);
+    // Held 40 ms from when the engine forwarded a byte, plus the server's leg.
+    let leg = s.s2e.cfg.delay_us + s.e2s.cfg.delay_us;
+    assert!(
+        rtts.iter().all(|&r| r >= 40 * MS + leg),
+        "first server RTT samples {rtts:?} (server leg {leg} us)"
+    );
+    assert_no_server_retransmissions(&s);
+    let (s, plain) = first_server_rtts(false);
+    assert_eq!(s.engine.counters().path_memory_seeded, 0);
+    assert!(
+        plain[0] + 15 * MS <= rtts[0],
+        "first server RTT samples {plain:?} without the memory, {rtts:?} with it"
+    );
+}
+
+/// What a bonded connection teaches the path memory: its subflows' minimum RTTs
+/// under the initial subflow's address, and a subscriber whose delays are close
+/// gets no hold.
+#[test]
+fn bonded_connections_teach_the_path_memory() {
+    let s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let mut s = aggregated_download(s, 1 << 20, 0.5, 0.05);
+    s.run_for(SEC);
+    let p = s
+        .engine
+        .path_profile(client_addr(false, 0).ip(), Instant(s.now))
+        .expect("learned");
+    assert!(
+        (20 * MS..24 * MS).contains(&u64::from(p.fast_us))
+            && (80 * MS..90 * MS).contains(&u64::from(p.slow_us)),
+        "{p:?}"
+    );
+    assert_eq!(p.seed_hold_us(), 2 * u64::from(p.fast_us));
+    let s = conn_joined(setup(false, vec![even(), even()]));
+    let mut s = aggregated_download(s, 1 << 20, 0.5, 0.05);
+    s.run_for(SEC);
+    let p = s
+        .engine
+        .path_profile(client_addr(false, 0).ip(), Instant(s.now))
+        .expect("learned");
+    assert_eq!(p.seed_hold_us(), 0, "{p:?}");
 }
 
 #[test]

@@ -123,6 +123,8 @@ struct RawMultipath {
     no_joins_to_initial_address: Option<bool>,
     #[serde(default)]
     announce: Vec<String>,
+    path_memory_entries: Option<usize>,
+    path_memory_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -488,6 +490,12 @@ impl Config {
         if let Some(b) = mp.no_joins_to_initial_address {
             engine.no_joins_to_initial_address = b;
         }
+        if let Some(n) = mp.path_memory_entries {
+            engine.path_memory_entries = n;
+        }
+        if let Some(s) = mp.path_memory_ttl_s {
+            engine.path_memory_ttl = std::time::Duration::from_secs(s);
+        }
         for (i, a) in mp.announce.iter().enumerate() {
             let key = format!("multipath.announce[{i}]");
             let ann = parse_announce(&key, a)?;
@@ -749,6 +757,19 @@ lcores = [1]
             key("[allocation_log]\nfile = \"/a\"\nsyslog_socket = \"/b\""),
             "allocation_log.syslog_socket"
         );
+    }
+
+    #[test]
+    fn multipath_path_memory() {
+        let parse = |mp: &str| Config::parse(&format!("{LAB}\n[multipath]\n{mp}\n"));
+        let d = Config::parse(LAB).unwrap();
+        assert_eq!(d.engine.path_memory_entries, 16_384);
+        assert_eq!(d.engine.path_memory_ttl.as_secs(), 600);
+        let c = parse("path_memory_entries = 0\npath_memory_ttl_s = 60").unwrap();
+        assert_eq!(c.engine.path_memory_entries, 0);
+        assert_eq!(c.engine.path_memory_ttl.as_secs(), 60);
+        let e = parse("path_memory_entries = -1").unwrap_err();
+        assert!(e.to_string().contains("expected usize"), "{e}");
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct EngineStats {
     pub repairs: AtomicU64,
     /// Segments re-sent on another subflow.
     pub reinjections: AtomicU64,
+    /// Subscribers in the path memory; connections started with a learned hold.
+    pub path_memory: AtomicU64,
+    pub path_memory_seeded: AtomicU64,
     /// Packets the engine originated.
     pub generated: AtomicU64,
     /// [IPv4, IPv6] pool ports in use / owned by this shard.
@@ -146,6 +149,8 @@ impl EngineStats {
         set(&self.mp_fail[0], c.mp_fail_sent);
         set(&self.mp_fail[1], c.mp_fail_received);
         set(&self.repairs, c.repairs);
+        set(&self.path_memory, e.path_memory_len() as u64);
+        set(&self.path_memory_seeded, c.path_memory_seeded);
         set(&self.reinjections, c.reinjections);
         set(&self.generated, c.generated);
         for (i, v6) in [false, true].into_iter().enumerate() {
@@ -305,6 +310,18 @@ const FAMILIES: &[Family] = &[
     family(
         "hac_repairs_total",
         "Segments the converter re-sent to a client from its repair cache.",
+        COUNTER,
+        &[],
+    ),
+    family(
+        "hac_path_memory_subscribers",
+        "Subscribers whose access-path delays the workers remember (path memory).",
+        GAUGE,
+        &[],
+    ),
+    family(
+        "hac_path_memory_seeded_total",
+        "Connections that started with the ACK hold learned from their subscriber's earlier connections.",
         COUNTER,
         &[],
     ),
@@ -588,6 +605,8 @@ impl HacCollector {
             }
             "hac_repairs_total" => s.add(&[], e(|x| &x.repairs)),
             "hac_reinjections_total" => s.add(&[], e(|x| &x.reinjections)),
+            "hac_path_memory_subscribers" => s.add(&[], e(|x| &x.path_memory)),
+            "hac_path_memory_seeded_total" => s.add(&[], e(|x| &x.path_memory_seeded)),
             "hac_generated_packets_total" => s.add(&[], e(|x| &x.generated)),
             "hac_pool_ports_in_use"
             | "hac_pool_ports"

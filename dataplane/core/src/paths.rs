@@ -1,0 +1,211 @@
+//! Path memory: what a subscriber's recent bonded connections learned about its
+//! access paths, so that its next connection starts with the ACK hold on.
+//!
+//! Why (docs/multipath.md, "Path memory"): a CUBIC server ends its slow start by
+//! HyStart on the first path's bandwidth-delay product, before the client's second
+//! subflow has joined, and then needs seconds of cubic growth to reach the sum of
+//! the links. Measured on a server (`nstat TcpExtTCPHystartTrainDetect`): the
+//! ACK-train detector fired at 77 segments on DSL 40 Mbit/s 10 ms + LTE 20 Mbit/s
+//! 40 ms, where the bond needs ~300. A connection whose server sees the bonded
+//! round trip from its first byte keeps growing until the engine's window
+//! (`mp_server_window`) limits it. The engine knows that round trip only once the
+//! slow subflow has joined; a subscriber's earlier connections know it already.
+//! Linux keeps per-destination metrics for the same reason (`tcp_metrics`).
+//!
+//! Bounded: two generations of at most `capacity / 2` entries each; a full
+//! current generation becomes the previous one (the oldest forgotten), so memory
+//! is fixed and an insert is O(1).
+
+use core::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::time::Instant;
+
+/// The smallest learned hold worth starting a connection with (below it, the
+/// server's own timers dwarf it).
+const MIN_SEED_US: u64 = 10_000;
+
+/// What one subscriber's paths looked like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathProfile {
+    /// Minimum RTT of the fastest usable subflow, microseconds.
+    pub fast_us: u32,
+    /// Minimum RTT of the slowest usable subflow, microseconds.
+    pub slow_us: u32,
+    /// When it was learned.
+    pub at: Instant,
+}
+
+impl PathProfile {
+    /// The ACK hold for a new connection of this subscriber, from its first byte;
+    /// 0 for none.
+    ///
+    /// The hold applies when the delays are far apart (the rule of
+    /// `Multi::hold_us`), and is at most twice the fast path's round trip: the
+    /// server's minimum RTT is its handshake's, which the fast path carries, and a
+    /// server that sizes its flight from its minimum RTT (BBR: 2.89 × rate × min
+    /// RTT in startup) stops growing when the round trip it sees is much more than
+    /// twice that (measured: BBR on DSL/LTE 0.84 of the link sum with a 40 ms
+    /// hold, 0.65 with 60 ms). Twice the fast round trip is also what a CUBIC
+    /// server's delay detector needs: the engine's window lets the fast path queue
+    /// at most one more round trip before the join.
+    pub fn seed_hold_us(&self) -> u64 {
+        let (lo, hi) = (u64::from(self.fast_us), u64::from(self.slow_us));
+        if lo == 0 || !crate::multipath::delays_far_apart(lo, hi) {
+            return 0;
+        }
+        let h = (hi * 3 / 4).min(2 * lo);
+        if h < MIN_SEED_US { 0 } else { h }
+    }
+}
+
+/// Per-subscriber path profiles of one shard.
+#[derive(Debug)]
+pub(crate) struct PathMemory {
+    current: HashMap<[u8; 16], PathProfile>,
+    previous: HashMap<[u8; 16], PathProfile>,
+    /// Entries per generation (0: the memory is off).
+    generation: usize,
+    ttl_us: u64,
+}
+
+/// The subscriber key of a client address: the IPv4 address, or the IPv6 /64
+/// (a home gateway's delegated prefix; its address within may change).
+fn key(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => {
+            let mut o = a.octets();
+            o[8..].fill(0);
+            o
+        }
+    }
+}
+
+impl PathMemory {
+    /// At most `capacity` subscribers, each remembered for `ttl_us`.
+    pub fn new(capacity: usize, ttl_us: u64) -> Self {
+        PathMemory {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            generation: capacity / 2,
+            ttl_us,
+        }
+    }
+
+    /// Remembers the profile of `client`'s paths.
+    pub fn learn(&mut self, client: IpAddr, fast_us: u64, slow_us: u64, now: Instant) {
+        if self.generation == 0 || fast_us == 0 || slow_us < fast_us {
+            return;
+        }
+        let k = key(client);
+        let p = PathProfile {
+            fast_us: fast_us.min(u64::from(u32::MAX)) as u32,
+            slow_us: slow_us.min(u64::from(u32::MAX)) as u32,
+            at: now,
+        };
+        if let Some(e) = self.current.get_mut(&k) {
+            *e = p;
+            return;
+        }
+        if self.current.len() >= self.generation {
+            self.previous = core::mem::take(&mut self.current);
+        }
+        self.previous.remove(&k);
+        self.current.insert(k, p);
+    }
+
+    /// The fresh profile of `client`'s paths, if any.
+    pub fn recall(&self, client: IpAddr, now: Instant) -> Option<PathProfile> {
+        if self.generation == 0 {
+            return None;
+        }
+        let k = key(client);
+        self.current
+            .get(&k)
+            .or_else(|| self.previous.get(&k))
+            .filter(|p| now.0.saturating_sub(p.at.0) < self.ttl_us)
+            .copied()
+    }
+
+    /// Subscribers remembered (both generations).
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_learned_profile_is_recalled_until_it_expires() {
+        let mut m = PathMemory::new(8, 600 * SEC);
+        m.learn(ip("198.18.1.2"), 20_000, 80_000, Instant(SEC));
+        let p = m.recall(ip("198.18.1.2"), Instant(2 * SEC)).unwrap();
+        assert_eq!((p.fast_us, p.slow_us), (20_000, 80_000));
+        assert_eq!(m.recall(ip("198.18.1.3"), Instant(2 * SEC)), None);
+        assert_eq!(m.recall(ip("198.18.1.2"), Instant(601 * SEC)), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let mut m = PathMemory::new(8, 600 * SEC);
+        m.learn(ip("2001:db8:1:2::5"), 20_000, 80_000, Instant(0));
+        assert!(m.recall(ip("2001:db8:1:2:aa::1"), Instant(0)).is_some());
+        assert!(m.recall(ip("2001:db8:1:3::5"), Instant(0)).is_none());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_forgets_the_oldest_generation() {
+        let mut m = PathMemory::new(4, 600 * SEC);
+        for i in 0..100u8 {
+            m.learn(IpAddr::from([198, 18, 0, i]), 20_000, 80_000, Instant(0));
+            assert!(m.len() <= 4, "{} entries", m.len());
+        }
+        // The latest ones are there, the first ones forgotten.
+        assert!(
+            m.recall(IpAddr::from([198, 18, 0, 99]), Instant(0))
+                .is_some()
+        );
+        assert!(
+            m.recall(IpAddr::from([198, 18, 0, 0]), Instant(0))
+                .is_none()
+        );
+        // An update of a known subscriber does not evict anyone.
+        let before = m.len();
+        m.learn(IpAddr::from([198, 18, 0, 99]), 10_000, 90_000, Instant(1));
+        assert_eq!(m.len(), before);
+    }
+
+    #[test]
+    fn capacity_zero_turns_it_off() {
+        let mut m = PathMemory::new(0, 600 * SEC);
+        m.learn(ip("198.18.1.2"), 20_000, 80_000, Instant(0));
+        assert_eq!(m.recall(ip("198.18.1.2"), Instant(0)), None);
+    }
+
+    #[test]
+    fn the_seed_is_at_most_twice_the_fast_round_trip() {
+        let p = |fast_us, slow_us| PathProfile {
+            fast_us,
+            slow_us,
+            at: Instant(0),
+        };
+        // DSL 20 ms + LTE 80 ms round trips: 40 ms (not 3/4 of 80).
+        assert_eq!(p(20_000, 80_000).seed_hold_us(), 40_000);
+        // Far apart and a slow fast path: 3/4 of the slow one.
+        assert_eq!(p(30_000, 100_000).seed_hold_us(), 60_000);
+        // Close delays: no hold.
+        assert_eq!(p(20_000, 40_000).seed_hold_us(), 0);
+        // 2 ms vs 100 ms: 4 ms is not worth it.
+        assert_eq!(p(2_000, 100_000).seed_hold_us(), 0);
+    }
+}
