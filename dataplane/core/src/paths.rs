@@ -42,20 +42,29 @@ impl PathProfile {
     /// 0 for none.
     ///
     /// The hold applies when the delays are far apart (the rule of
-    /// `Multi::hold_us`), and is at most twice the fast path's round trip: the
+    /// `Multi::hold_us`): 3/4 of the slow path's round trip, but at most twice
+    /// the fast path's while the slow one is under eight times the fast one. The
     /// server's minimum RTT is its handshake's, which the fast path carries, and a
     /// server that sizes its flight from its minimum RTT (BBR: 2.89 × rate × min
     /// RTT in startup) stops growing when the round trip it sees is much more than
     /// twice that (measured: BBR on DSL/LTE 0.84 of the link sum with a 40 ms
     /// hold, 0.65 with 60 ms). Twice the fast round trip is also what a CUBIC
     /// server's delay detector needs: the engine's window lets the fast path queue
-    /// at most one more round trip before the join.
+    /// at most about one more round trip before the join. Beyond eight times, such
+    /// a server cannot fill the slow path from its handshake RTT anyway (its
+    /// flight of 2 × rate × f covers a slow path of RTT s > 8f only if that path
+    /// carries under a seventh of the rate), so the cap would only cost a CUBIC
+    /// server its slow start (1 ms vs 50 ms: 4 ms, no use).
     pub fn seed_hold_us(&self) -> u64 {
         let (lo, hi) = (u64::from(self.fast_us), u64::from(self.slow_us));
         if lo == 0 || !crate::multipath::delays_far_apart(lo, hi) {
             return 0;
         }
-        let h = (hi * 3 / 4).min(2 * lo);
+        let h = if hi >= 8 * lo {
+            hi * 3 / 4
+        } else {
+            (hi * 3 / 4).min(2 * lo)
+        };
         if h < MIN_SEED_US { 0 } else { h }
     }
 }
@@ -205,7 +214,12 @@ mod tests {
         assert_eq!(p(30_000, 100_000).seed_hold_us(), 60_000);
         // Close delays: no hold.
         assert_eq!(p(20_000, 40_000).seed_hold_us(), 0);
-        // 2 ms vs 100 ms: 4 ms is not worth it.
-        assert_eq!(p(2_000, 100_000).seed_hold_us(), 0);
+        // 2 ms vs 100 ms: 3/4 of 100 ms (no server fills 100 ms from a 2 ms
+        // handshake; twice it would be no use).
+        assert_eq!(p(2_000, 100_000).seed_hold_us(), 75_000);
+        // Just under eight times: capped.
+        assert_eq!(p(12_000, 95_000).seed_hold_us(), 24_000);
+        // Capped below 10 ms: not worth it.
+        assert_eq!(p(4_000, 30_000).seed_hold_us(), 0);
     }
 }
