@@ -854,31 +854,38 @@ fn learned_paths_hold_the_servers_acks_from_the_first_byte() {
     );
 }
 
+/// The path profile a bonded download over `paths` leaves in the path memory.
+fn learned_profile(paths: Vec<PathSpec>) -> hac_core::PathProfile {
+    let s = conn_joined(setup(false, paths));
+    let mut s = aggregated_download(s, 1 << 20, 0.3, 0.05);
+    s.run_for(SEC);
+    s.engine
+        .path_profile(client_addr(false, 0).ip(), Instant(s.now))
+        .expect("learned")
+}
+
 /// What a bonded connection teaches the path memory: its subflows' minimum RTTs
-/// under the initial subflow's address. DSL/LTE (20 vs 80 ms) and close delays
-/// get no hold from it (`PathProfile::seed_hold_us`).
+/// under the initial subflow's address. Only paths eight times apart give the
+/// next connection a hold (`PathProfile::seed_hold_us`).
 #[test]
 fn bonded_connections_teach_the_path_memory() {
-    let s = conn_joined(setup(false, vec![dsl(), lte()]));
-    let mut s = aggregated_download(s, 1 << 20, 0.5, 0.05);
-    s.run_for(SEC);
-    let p = s
-        .engine
-        .path_profile(client_addr(false, 0).ip(), Instant(s.now))
-        .expect("learned");
+    let p = learned_profile(vec![dsl(), lte()]);
     assert!(
         (20 * MS..24 * MS).contains(&u64::from(p.fast_us))
             && (80 * MS..90 * MS).contains(&u64::from(p.slow_us)),
         "{p:?}"
     );
     assert_eq!(p.seed_hold_us(), 0);
-    let s = conn_joined(setup(false, vec![even(), even()]));
-    let mut s = aggregated_download(s, 1 << 20, 0.5, 0.05);
-    s.run_for(SEC);
-    let p = s
-        .engine
-        .path_profile(client_addr(false, 0).ip(), Instant(s.now))
-        .expect("learned");
+    let p = learned_profile(vec![
+        PathSpec::symmetric(10, 1),
+        PathSpec::symmetric(10, 50),
+    ]);
+    assert!(
+        (70 * MS..80 * MS).contains(&p.seed_hold_us()),
+        "{p:?}: hold {} us",
+        p.seed_hold_us()
+    );
+    let p = learned_profile(vec![even(), even()]);
     assert_eq!(p.seed_hold_us(), 0, "{p:?}");
 }
 
