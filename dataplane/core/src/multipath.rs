@@ -148,6 +148,31 @@ pub(crate) struct Sent<P> {
     pub unrepaired: bool,
 }
 
+impl<P> Sent<P> {
+    /// `len` bytes at subflow sequence `seq` (downstream index `v`) sent at `now`
+    /// for the first time, not cached, with no delivery-rate context.
+    fn first(seq: SeqNum, len: u16, v: u64, now: Instant) -> Self {
+        Sent {
+            seq,
+            len,
+            fin: false,
+            retx: 0,
+            sacked: false,
+            reinjected: false,
+            in_pipe: true,
+            v,
+            sent_at: now,
+            delivered: 0,
+            delivered_at: now,
+            first_sent: now,
+            app_limited: false,
+            pkt: None,
+            tail_skip: 0,
+            unrepaired: false,
+        }
+    }
+}
+
 /// One subflow of a bonded connection.
 #[derive(Debug)]
 pub(crate) struct Path<P> {
@@ -269,22 +294,13 @@ impl<P> Path<P> {
             self.delivered_at = now;
         }
         self.inflight.push_back(Sent {
-            seq,
-            len,
             fin,
-            retx: 0,
-            sacked: false,
-            reinjected: false,
-            in_pipe: true,
-            tail_skip: 0,
-            unrepaired: false,
-            v,
-            sent_at: now,
             delivered: self.delivered,
             delivered_at: self.delivered_at,
             first_sent: self.first_sent,
             app_limited: self.inflight_bytes < self.pipe(),
             pkt,
+            ..Sent::first(seq, len, v, now)
         });
         self.inflight_bytes += u64::from(len);
         self.bytes_sent += u64::from(len);
@@ -1115,24 +1131,11 @@ impl<P: PacketBuf> Engine<P> {
         while v < fwd_end {
             let len = seg.min(fwd_end - v);
             p0.inflight.push_back(Sent {
-                seq: c.e_seq(v),
-                len: len as u16,
-                fin: false,
                 // Sent before the bond, at an unknown time: never an RTT or
                 // delivery-rate sample (as a retransmission would be).
                 retx: 1,
-                sacked: false,
-                reinjected: false,
-                in_pipe: true,
-                tail_skip: 0,
-                unrepaired: false,
-                v,
-                sent_at: now,
-                delivered: 0,
-                delivered_at: now,
-                first_sent: now,
                 app_limited: true,
-                pkt: None,
+                ..Sent::first(c.e_seq(v), len as u16, v, now)
             });
             p0.inflight_bytes += len;
             v += len;
