@@ -1146,7 +1146,7 @@ impl<P: PacketBuf> Engine<P> {
     /// Bonds a connection at the server's first data, before any join, with the
     /// ACK hold its subscriber's path profile gave it (`paths.rs`). The hold
     /// lasts until a joined subflow has an RTT sample, or for [`SEED_WAIT_US`]
-    /// (at least twice the slow path's round trip) without a join.
+    /// (at least four times the hold) without a join.
     pub(crate) fn bond_seeded(&mut self, id: u32, now: Instant) {
         let Some(c) = self.conn_mut(id) else { return };
         let units = core::mem::take(&mut c.seed_hold_2ms);
