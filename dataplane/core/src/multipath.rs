@@ -505,23 +505,41 @@ impl<P> Path<P> {
 }
 
 /// Whether two subflows' minimum RTTs are far enough apart for ACK
-/// equalisation: the slow one at least five times the fast one and 20 ms more.
-///
-/// Why five: a server that sizes its flight from its minimum RTT (BBR: 2 × rate
-/// × min RTT, the min RTT being its handshake's, on the fast path, for its first
-/// 10 s) fills both paths without help while r_slow × (d_slow − 2 d_fast) ≤
-/// r_fast × d_fast — with the slow path carrying a third of the rate (DSL
-/// 40 Mbit/s 10 ms + LTE 20 Mbit/s 40 ms), up to d_slow = 4 d_fast. A hold there
-/// makes the server see every round trip ≥ the hold, three times its min RTT:
-/// its window then caps its rate at two thirds of its estimate, which falls
-/// round after round until BBR's min-RTT filter expires. Measured in the lab
-/// (session 7, BBR server, DSL/LTE without loss, a subscriber's first 8 s):
-/// 0.48–0.52 of the link sum in five of five runs with the session-6 rule (3 ×),
-/// 0.61–0.89 (median 0.78) without a hold; CUBIC 0.84 either way. Beyond the
-/// edge (1 ms vs 50 ms) such a server cannot fill the slow path at all without
-/// the hold, and gets there once its filter takes the held RTT.
+/// equalisation: the slow one at least three times the fast one and 20 ms more.
+/// (Four times until session 6: DSL 10 ms + LTE 40 ms one way sat on that edge,
+/// 20.4 vs 80.7 ms in the lab.)
 pub(crate) fn delays_far_apart(lo_us: u64, hi_us: u64) -> bool {
-    hi_us >= 5 * lo_us && hi_us >= lo_us + 20_000
+    hi_us >= 3 * lo_us && hi_us >= lo_us + 20_000
+}
+
+/// The ACK hold for subflows whose minimum RTTs are `lo_us` (fastest) and
+/// `hi_us` (slowest): 3/4 of the slow round trip, capped at 1.5 × the fast one
+/// while the slow one is under eight times the fast one; 0 (none) unless the
+/// delays are far apart ([`delays_far_apart`]). The same rule seeds a
+/// subscriber's next connection (`PathProfile::seed_hold_us`).
+///
+/// Why the cap: the server's minimum RTT is its handshake's, which the fast
+/// path carries, and a server that sizes its flight from it (BBR: 2 × rate ×
+/// min RTT, for its first 10 s) needs the round trip it sees to stay under
+/// about twice that, or its window caps its rate below its estimate and the
+/// estimate falls round after round. Measured on DSL/LTE (20 vs 80 ms round
+/// trips; a BBR server, no loss, a subscriber's first 8 s): a 60 ms hold (3/4
+/// of the slow path) gave 0.48–0.52 of the link sum in five of five runs (the
+/// lab failover test then saw LTE nearly unused, CI, session 7); no hold
+/// 0.61–0.89 (median 0.78), but over 30 s only 0.64–0.82, as the server's window
+/// then never covers LTE's round trip; CUBIC 0.84 either way. Once BBR's
+/// min-RTT filter expires (10 s) it takes the held round trip and fills both
+/// paths. From eight times on such a server cannot fill the slow path from its
+/// handshake RTT anyway (a flight of 2 × rate × f covers a path of RTT s > 8f
+/// only if that path carries under a seventh of the rate), so no cap.
+pub(crate) fn hold_for(lo_us: u64, hi_us: u64) -> u64 {
+    if lo_us == 0 || !delays_far_apart(lo_us, hi_us) {
+        0
+    } else if hi_us >= 8 * lo_us {
+        hi_us * 3 / 4
+    } else {
+        (hi_us * 3 / 4).min(3 * lo_us / 2)
+    }
 }
 
 /// Least time between two releases of held ACKs. A CUBIC server in slow start
@@ -631,9 +649,8 @@ pub(crate) struct Multi<P> {
 }
 
 impl<P> Multi<P> {
-    /// The ACK hold for the current subflows: 3/4 of the slowest usable
-    /// subflow's minimum RTT when the delays are far apart
-    /// ([`delays_far_apart`]); 0 (no hold) otherwise. Until a joined subflow has
+    /// The ACK hold for the current subflows ([`hold_for`] of the fastest and
+    /// the slowest usable subflow's minimum RTT). Until a joined subflow has
     /// an RTT sample, the hold learned from the subscriber's earlier connections
     /// (`seed_us`, see `paths.rs`), if any.
     pub fn hold_us(&self) -> u64 {
@@ -649,11 +666,7 @@ impl<P> Multi<P> {
             lo = lo.min(p.min_rtt_us);
             hi = hi.max(p.min_rtt_us);
         }
-        if lo != u64::MAX && delays_far_apart(lo, hi) {
-            hi * 3 / 4
-        } else {
-            0
-        }
+        if lo == u64::MAX { 0 } else { hold_for(lo, hi) }
     }
 
     /// The minimum RTTs of the fastest and the slowest usable subflow, once at
@@ -2554,5 +2567,26 @@ mod size_tests {
             conn <= 376 && multi <= 160 && path <= 640 && sent <= 96,
             "sizes grew"
         );
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::hold_for;
+
+    const MS: u64 = 1_000;
+
+    #[test]
+    fn the_hold_is_capped_below_eight_times_apart() {
+        // DSL/LTE round trips: 1.5 × the fast one, not 3/4 of the slow one.
+        assert_eq!(hold_for(20 * MS, 80 * MS), 30 * MS);
+        // 2 ms vs 100 ms: 3/4 of the slow one.
+        assert_eq!(hold_for(2 * MS, 100 * MS), 75 * MS);
+        assert_eq!(hold_for(10 * MS, 80 * MS), 60 * MS);
+        // Close delays, or apart by less than 20 ms: none.
+        assert_eq!(hold_for(20 * MS, 50 * MS), 0);
+        assert_eq!(hold_for(MS, 15 * MS), 0);
+        // No fast sample: none.
+        assert_eq!(hold_for(0, 80 * MS), 0);
     }
 }

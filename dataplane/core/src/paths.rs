@@ -38,33 +38,17 @@ pub struct PathProfile {
 }
 
 impl PathProfile {
-    /// The ACK hold for a new connection of this subscriber, from its first byte,
-    /// when the delays are far apart (the rule of `Multi::hold_us`): 3/4 of the
-    /// slow path's round trip, capped at 1.5 × the fast path's while the slow one
-    /// is under eight times the fast one; 0 (none) otherwise or under 10 ms.
-    ///
-    /// Why the cap: the server's minimum RTT is its handshake's, which the fast
-    /// path carries, and a server that sizes its flight from its minimum RTT (BBR:
-    /// 2 × rate × min RTT) needs the round trip it sees to stay under about twice
-    /// that. Measured on DSL/LTE (20 vs 80 ms round trips, 20 s, warm): a 40 ms
-    /// hold (2 ×) gave CUBIC 0.865 but BBR fell to 0.56–0.68 in three of seven
-    /// runs; 30 ms (1.5 ×): BBR 0.828–0.852 in five of five, CUBIC 0.829–0.846
-    /// (0.811–0.817 without a seed). From eight times on such a server cannot fill
-    /// the slow path from its handshake RTT anyway (a flight of 2 × rate × f
-    /// covers a path of RTT s > 8f only if that path carries under a seventh of
-    /// the rate), so no cap: 1 ms vs 50 ms gets 75 ms (CUBIC 0.90 vs 0.875, BBR
-    /// unchanged). (Those DSL/LTE figures are from session 6; since session 7
-    /// delays four times apart get no hold at all, `delays_far_apart`.)
+    /// The ACK hold for a new connection of this subscriber, from its first byte:
+    /// the rule of `Multi::hold_us` (`multipath::hold_for`: 3/4 of the slow
+    /// path's round trip, capped at 1.5 × the fast path's while the slow one is
+    /// under eight times the fast one, none on close delays); 0 under 10 ms.
+    /// Measured on DSL/LTE (20 vs 80 ms round trips, 20 s, warm, session 6): a
+    /// 40 ms seed (2 ×) gave CUBIC 0.865 but BBR fell to 0.56–0.68 in three of
+    /// seven runs; 30 ms (1.5 ×): BBR 0.828–0.852 in five of five, CUBIC
+    /// 0.829–0.846 (0.811–0.817 without a seed). 1 ms vs 50 ms gets 75 ms (CUBIC
+    /// 0.90 vs 0.875, BBR unchanged).
     pub fn seed_hold_us(&self) -> u64 {
-        let (lo, hi) = (u64::from(self.fast_us), u64::from(self.slow_us));
-        if lo == 0 || !crate::multipath::delays_far_apart(lo, hi) {
-            return 0;
-        }
-        let h = if hi >= 8 * lo {
-            hi * 3 / 4
-        } else {
-            (hi * 3 / 4).min(3 * lo / 2)
-        };
+        let h = crate::multipath::hold_for(u64::from(self.fast_us), u64::from(self.slow_us));
         if h < MIN_SEED_US { 0 } else { h }
     }
 }
@@ -211,12 +195,9 @@ mod tests {
         // 2 ms vs 100 ms: 3/4 of 100 ms.
         assert_eq!(p(2_000, 100_000).seed_hold_us(), 75_000);
         assert_eq!(p(10_000, 80_000).seed_hold_us(), 60_000);
-        // 5 to 8 times apart: 1.5 × the fast round trip.
-        assert_eq!(p(16_000, 90_000).seed_hold_us(), 24_000);
+        // DSL 20 ms + LTE 80 ms round trips: 1.5 × 20 ms.
+        assert_eq!(p(20_000, 80_000).seed_hold_us(), 30_000);
         assert_eq!(p(12_000, 95_000).seed_hold_us(), 18_000);
-        // DSL 20 ms + LTE 80 ms round trips: none (a BBR server's own window
-        // covers them, `delays_far_apart`).
-        assert_eq!(p(20_000, 80_000).seed_hold_us(), 0);
         // Close delays: none.
         assert_eq!(p(20_000, 40_000).seed_hold_us(), 0);
         // Under 10 ms: not worth it.

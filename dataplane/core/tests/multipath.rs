@@ -866,9 +866,9 @@ fn learned_profile(paths: Vec<PathSpec>) -> hac_core::PathProfile {
 
 /// What a bonded connection teaches the path memory: its subflows' minimum RTTs
 /// under the initial subflow's address, and the hold the next connection gets
-/// from them (`PathProfile::seed_hold_us`): none on DSL/LTE (four times apart) and
-/// on close delays, capped at 1.5 × the fast round trip on paths five to eight
-/// times apart, 3/4 of the slow round trip beyond.
+/// from them (`PathProfile::seed_hold_us`): none on close delays, capped at 1.5 ×
+/// the fast round trip on paths three to eight times apart (DSL/LTE), 3/4 of the
+/// slow round trip beyond.
 #[test]
 fn bonded_connections_teach_the_path_memory() {
     let p = learned_profile(vec![dsl(), lte()]);
@@ -877,7 +877,7 @@ fn bonded_connections_teach_the_path_memory() {
             && (80 * MS..90 * MS).contains(&u64::from(p.slow_us)),
         "{p:?}"
     );
-    assert_eq!(p.seed_hold_us(), 0, "{p:?}");
+    assert_eq!(p.seed_hold_us(), 3 * u64::from(p.fast_us) / 2, "{p:?}");
     let p = learned_profile(vec![
         PathSpec::symmetric(40, 7),
         PathSpec::symmetric(20, 45),
