@@ -1634,7 +1634,8 @@ fn server_retransmission_avoids_a_dead_subflow_when_the_cache_is_full() {
 /// both are known, so a server that sizes its window from its minimum RTT (BBR)
 /// keeps enough in flight for the slow one; over equal delays nothing is held.
 /// The server's window is two segments, which the fast subflow carries alone
-/// (without the hold the server measures 22 ms here).
+/// (without the hold the server measures 22 ms here). Paths under eight times
+/// apart (DSL/LTE) are held to 1.5 × the fast round trip only.
 #[test]
 fn ack_hold_equalises_the_servers_rtt_over_unequal_delays() {
     let min_rtt_after = |paths: Vec<PathSpec>| {
@@ -1670,10 +1671,20 @@ fn ack_hold_equalises_the_servers_rtt_over_unequal_delays() {
         PathSpec::symmetric(10, 20),
         PathSpec::symmetric(10, 20),
     ]);
+    let dsl_lte = min_rtt_after(vec![dsl(), lte()]);
     eprintln!(
-        "server's minimum RTT sample: {} ms (1 vs 50 ms), {} ms (20 vs 20 ms)",
+        "server's minimum RTT sample: {} ms (1 vs 50 ms), {} ms (20 vs 20 ms), {} ms (DSL/LTE)",
         unequal / MS,
-        equal / MS
+        equal / MS,
+        dsl_lte / MS
+    );
+    // DSL/LTE (20 vs 80 ms round trips, under eight times apart): held to 1.5 ×
+    // the DSL round trip, not 3/4 of LTE's (a BBR server sizing its window from
+    // its 20 ms handshake could not use a 60 ms round trip), plus the server leg
+    // and a release up to 2.5 ms early.
+    assert!(
+        (47 * MS..70 * MS).contains(&dsl_lte),
+        "DSL/LTE: {dsl_lte} us"
     );
     // 3/4 of the slow subflow's 102 ms, plus the 20 ms server leg (without the
     // hold: the fast subflow's 2 ms plus the server leg).
