@@ -657,16 +657,15 @@ impl<P> Multi<P> {
         if self.seed_us > 0 && !self.paths.iter().skip(1).any(|p| p.min_rtt_us > 0) {
             return self.seed_us;
         }
-        let mut lo = u64::MAX;
-        let mut hi = 0;
-        for p in self.paths.iter().filter(|p| p.usable() && !p.backup) {
-            if p.min_rtt_us == 0 {
-                return 0;
-            }
-            lo = lo.min(p.min_rtt_us);
-            hi = hi.max(p.min_rtt_us);
+        // Every usable subflow measured, or none held.
+        if self
+            .paths
+            .iter()
+            .any(|p| p.usable() && !p.backup && p.min_rtt_us == 0)
+        {
+            return 0;
         }
-        if lo == u64::MAX { 0 } else { hold_for(lo, hi) }
+        self.rtt_spread().map_or(0, |(lo, hi)| hold_for(lo, hi))
     }
 
     /// The minimum RTTs of the fastest and the slowest usable subflow, once at
