@@ -236,7 +236,8 @@ pub enum Drop {
 ///
 /// Departure times follow the ideal schedule (the next frame starts when the previous
 /// one has finished serializing), so a late wake-up of the sender never lowers the
-/// long-run rate. Delivery times never go backwards (a delay lowered at run time does
+/// long-run rate; the program admits each frame at the kernel's receive time for the
+/// same reason on the receiving side. Delivery times never go backwards (a delay lowered at run time does
 /// not reorder frames).
 #[derive(Debug, Clone, Copy)]
 pub struct Shaper {

@@ -18,10 +18,11 @@ use hac_linkemu::{Drop, Key, LinkParams, Rng, Shaper, apply, parse_control};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{
-    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, bind, recvfrom, send,
-    setsockopt, socket, sockopt,
+    AddressFamily, ControlMessageOwned, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, bind,
+    recvmsg, send, setsockopt, socket, sockopt,
 };
-use nix::sys::time::TimeVal;
+use nix::sys::time::{TimeSpec, TimeVal};
+use std::io::IoSliceMut;
 
 /// Largest frame accepted (a GSO super-frame is at most 64 KiB); one byte more is
 /// read to detect truncation.
@@ -241,6 +242,10 @@ fn packet_socket(ifname: &str) -> Result<OwnedFd, String> {
     if setsockopt(&fd, sockopt::SndBufForce, &big).is_err() {
         let _ = setsockopt(&fd, sockopt::SndBuf, &big);
     }
+    // The kernel stamps each frame when it arrives, so the link model runs on arrival
+    // times even when this process is scheduled late (see `arrival`).
+    setsockopt(&fd, sockopt::ReceiveTimestampns, &true)
+        .map_err(|e| format!("SO_TIMESTAMPNS on {ifname}: {e}"))?;
     // Receive calls return every 100 ms so the thread sees a stop request.
     setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 100_000))
         .map_err(|e| format!("SO_RCVTIMEO on {ifname}: {e}"))?;
@@ -254,6 +259,39 @@ fn seed(dir: usize) -> u64 {
     t ^ (u64::from(std::process::id()) << 32) ^ (dir as u64).wrapping_mul(0x9E37_79B9)
 }
 
+/// When a frame stamped `stamp` (the kernel's receive time, `CLOCK_REALTIME`)
+/// arrived, on the monotonic clock: the frame waited `SystemTime::now() - stamp` in
+/// the socket. A link emulator read late (a busy or preempted CPU, hypervisor steal)
+/// would otherwise shift the whole schedule later and lose that link time for good.
+/// Falls back to `now` when there is no stamp or it is implausible (in the future,
+/// or older than a second: the real-time clock was stepped).
+fn arrival(stamp: Option<TimeSpec>) -> Instant {
+    let now = Instant::now();
+    let Some(ts) = stamp else { return now };
+    let (Ok(sec), Ok(nsec)) = (u64::try_from(ts.tv_sec()), u32::try_from(ts.tv_nsec())) else {
+        return now;
+    };
+    let stamped = UNIX_EPOCH + Duration::new(sec, nsec);
+    match SystemTime::now().duration_since(stamped) {
+        Ok(waited) if waited <= Duration::from_secs(1) => now.checked_sub(waited).unwrap_or(now),
+        _ => now,
+    }
+}
+
+/// Reads one frame into `buf`: its length, sender address and kernel arrival time.
+fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> nix::Result<(usize, Option<LinkAddr>, Instant)> {
+    let mut cmsg = nix::cmsg_space!(TimeSpec);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<LinkAddr>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let stamp = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::ScmTimestampns(ts) => Some(ts),
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, msg.address, arrival(stamp)))
+}
+
 /// Reads frames on `fd`, decides their fate and hands the survivors to the sender.
 fn rx_loop(shared: &Shared, dir: usize, fd: &OwnedFd, tx: &SyncSender<Frame>) {
     let stats = &shared.stats[dir];
@@ -261,7 +299,7 @@ fn rx_loop(shared: &Shared, dir: usize, fd: &OwnedFd, tx: &SyncSender<Frame>) {
     let mut shaper = Shaper::new();
     let mut rng = Rng::new(seed(dir));
     while !shared.stopping() {
-        let (len, from) = match recvfrom::<LinkAddr>(fd.as_raw_fd(), &mut buf) {
+        let (len, from, arrived) = match recv_frame(fd, &mut buf) {
             Ok(r) => r,
             Err(Errno::EAGAIN | Errno::EINTR) => continue,
             Err(_) => {
@@ -284,7 +322,7 @@ fn rx_loop(shared: &Shared, dir: usize, fd: &OwnedFd, tx: &SyncSender<Frame>) {
             let all = shared.params();
             if dir == 0 { all.ab } else { all.ba }
         };
-        let at = match shaper.admit(Instant::now(), len, &p, rng.next_f64()) {
+        let at = match shaper.admit(arrived, len, &p, rng.next_f64()) {
             Ok(at) => at,
             Err(why) => {
                 let c = match why {
@@ -579,6 +617,44 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("hac-linkemu: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::*;
+
+    fn stamp(t: SystemTime) -> TimeSpec {
+        let d = t.duration_since(UNIX_EPOCH).expect("after 1970");
+        TimeSpec::new(
+            i64::try_from(d.as_secs()).expect("seconds"),
+            i64::from(d.subsec_nanos()),
+        )
+    }
+
+    #[test]
+    fn a_frame_read_late_keeps_its_kernel_arrival_time() {
+        let before = Instant::now();
+        let at = arrival(Some(stamp(SystemTime::now() - Duration::from_millis(30))));
+        let waited = before.saturating_duration_since(at);
+        assert!(
+            (Duration::from_millis(25)..Duration::from_millis(35)).contains(&waited),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn implausible_stamps_fall_back_to_now() {
+        for s in [
+            None,
+            Some(stamp(SystemTime::now() + Duration::from_secs(5))),
+            Some(stamp(SystemTime::now() - Duration::from_secs(5))),
+            Some(TimeSpec::new(-1, 0)),
+        ] {
+            let before = Instant::now();
+            let at = arrival(s);
+            assert!(at >= before, "{s:?}");
         }
     }
 }
