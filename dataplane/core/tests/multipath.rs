@@ -2072,3 +2072,72 @@ fn server_fin_on_a_retransmission_of_acknowledged_bytes_goes_data_less() {
 fn server_fin_on_a_retransmission_of_unacknowledged_bytes_waits_for_its_own() {
     fin_on_a_retransmission_of_forwarded_bytes(false);
 }
+
+/// Not a check: prints a time series (every 100 ms) of a long DSL/LTE download —
+/// the server's cumulative ACK, flight and window, and the engine's view of each
+/// subflow — to see where a scenario loses goodput (docs/plan.md item 1).
+/// `DIAG_LOSS` (LTE loss, default 0.005), `DIAG_MB` (download, default 32),
+/// `DIAG_WSEG` (the server's window in segments, default 2000):
+/// `cargo test --release -p hac-core --test multipath diag_loss_series -- --ignored --nocapture`
+#[test]
+#[ignore = "diagnostic: prints a time series, asserts nothing"]
+fn diag_loss_series() {
+    let env = |k: &str, d: f64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let loss = env("DIAG_LOSS", 0.005);
+    let n = (env("DIAG_MB", 32.0) * f64::from(1u32 << 20)) as usize;
+    let lossy = PathSpec {
+        up: lte().up.lossy(loss),
+        down: lte().down.lossy(loss),
+    };
+    let mut st = setup(false, vec![dsl(), lossy]);
+    st.seed = 11;
+    st.server.window_segments = env("DIAG_WSEG", 2000.0) as u64;
+    let mut s = conn_joined(st);
+    let start = s.now;
+    s.client.close();
+    s.server.write(&pattern(n, 20));
+    s.server.close();
+    let want = s.server.app.len();
+    let (ca, sv) = (s.client.subs[0].addr, s.client.subs[0].service);
+    let (mut next, mut last_rx) = (s.now, 0usize);
+    let mut rows = Vec::new();
+    s.run_until(200 * SEC, |s| {
+        if s.now >= next {
+            next += 100 * MS;
+            let (una, nxt, wnd) = s.server.send_view();
+            let rx = s.client.server_bytes().len();
+            let mut line = format!(
+                "{:6.2}s rx {:5.1} Mbit/s una {una:9} flight {:8} wnd {wnd:8}",
+                (s.now - start) as f64 / 1e6,
+                (rx - last_rx) as f64 * 8.0 / 0.1 / 1e6,
+                nxt - una,
+            );
+            for p in s.engine.subflows(ca, sv) {
+                line += &format!(
+                    " | rtt {:3}/{:3} ms bw {:4.1} in {:7} budget {:7}",
+                    p.min_rtt_us / 1000,
+                    p.srtt_us / 1000,
+                    p.rate as f64 * 8.0 / 1e6,
+                    p.inflight,
+                    p.budget
+                );
+            }
+            rows.push(line);
+            last_rx = rx;
+        }
+        s.client.server_bytes().len() >= want
+    });
+    for r in &rows {
+        eprintln!("{r}");
+    }
+    eprintln!(
+        "LTE loss {loss}: {:.2} Mbit/s, {} lost on LTE",
+        mbit(n, s.now - start),
+        s.down[1].lost
+    );
+}

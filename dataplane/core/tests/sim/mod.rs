@@ -1793,6 +1793,12 @@ impl Server {
         self.app.extend_from_slice(bytes);
     }
 
+    /// The sender's view (offsets in the data it sends): cumulatively acknowledged,
+    /// next to send, and the peer's window.
+    pub fn send_view(&self) -> (u64, u64, u64) {
+        (self.una, self.snd_nxt, self.peer_wnd)
+    }
+
     pub fn close(&mut self) {
         self.want_close = true;
     }
