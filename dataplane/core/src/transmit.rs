@@ -160,7 +160,17 @@ impl<P: PacketBuf> Engine<P> {
                 (seq, ack, flags, window, payload) = (s0, c.s_isn + 1, f, win, app);
             }
             Tx::ClientSynAck => {
-                let mss = c.s_mss.min(self.mss_for(c.leg.client.ip()));
+                let mut mss = c.s_mss.min(self.mss_for(c.leg.client.ip()));
+                if c.mptcp && c.csum {
+                    // With DSS checksums the client may fall back to TCP after
+                    // MP_FAIL (RFC 8684 §3.7). Linux (6.12–6.18) then sizes its
+                    // segments without MPTCP options, 28 bytes larger, yet the
+                    // segment carrying its infinite mapping still has a DSS: it
+                    // exceeds the path MTU, is dropped inside the client and resent
+                    // at the same size forever — the client's sending stops. An MSS
+                    // with room for the DSS keeps that segment within the MTU.
+                    mss = mss.saturating_sub(crate::handshake::DSS_ROOM).max(536);
+                }
                 let full = c.state != State::ReplyClose;
                 push_syn_options(
                     &mut b,

@@ -518,18 +518,14 @@ impl Translator for RewriteOne {
 /// completes: every byte arrives (the rewritten one as rewritten, as over plain
 /// TCP), the download unchanged.
 ///
-/// Ignored: fails on Linux 6.18. What works: the MP_FAIL exchange (client
-/// `MPFailRx` 1, `MPFailTx` 1), both sides fall back, the 2 MB download arrives
-/// byte-exact. What does not: the client's counters say `InfiniteMapTx` 1, yet no
-/// segment with an infinite mapping (data-level length 0) reaches the engine — the
-/// client's segments simply lose their DSS from inside the 64 KB mapping in flight
-/// on; the client then stops sending after ~160 KB more (everything it sent is
-/// acknowledged at TCP level) and its application never sees EOF although the
-/// server's FIN is acknowledged. Next: capture the client side with tcpdump in its
-/// namespace and read net/mptcp/protocol.c (`mptcp_update_infinite_map`,
-/// fallback with data in flight) — docs/plan.md, issue 5.
+/// Linux (6.12–6.18) sizes its segments without MPTCP options once it has fallen
+/// back, yet still puts a DSS (the infinite mapping) on one of them: with the MSS we
+/// used to advertise that segment exceeded the MTU, was dropped inside the client
+/// and resent at the same size forever — the client's upload stalled ~160 KB after
+/// the fallback (`IpFragFails` rising in its namespace) and its application never
+/// got to read the EOF. A checksum-enabled connection's SYN-ACK now advertises an MSS
+/// with room for the DSS (docs/plan.md, MP_FAIL).
 #[test]
-#[ignore = "Linux 6.18 stalls after the MP_FAIL fallback (see the doc comment)"]
 fn dss_checksum_failure_falls_back_with_linux() {
     if skip_unless_root("csum-fail") {
         return;

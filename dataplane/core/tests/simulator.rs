@@ -421,13 +421,25 @@ fn libconvert_style_client_waits_for_the_reply() {
     transfer(&mut s, &pattern(10_000, 13), &pattern(10_000, 14));
 }
 
+/// With checksums the SYN-ACK's MSS leaves room for a DSS (28 bytes): a Linux client
+/// that falls back after MP_FAIL sizes its segments without MPTCP options, yet the
+/// one carrying its infinite mapping has a DSS, and would exceed the MTU
+/// (`linux_peers.rs::dss_checksum_failure_falls_back_with_linux`).
 #[test]
 fn dss_checksums_when_the_client_asks() {
+    let plain_mss = conn_established(Setup::v4())
+        .client
+        .synack
+        .clone()
+        .unwrap()
+        .mss
+        .unwrap();
     let mut setup = Setup::v4();
     setup.client.csum = true;
     let mut s = conn_established(setup);
     let sa = s.client.synack.clone().unwrap();
     assert!(sa.capable().unwrap().flags.checksum_required());
+    assert_eq!(sa.mss, Some(plain_mss - 28));
     transfer(&mut s, &pattern(20_000, 15), &pattern(20_000, 16));
 }
 
