@@ -472,8 +472,8 @@ fn download_only_with_request_in_syn() {
 }
 
 /// A middlebox on the access side that rewrites one payload byte of the `nth`
-/// IPv4 client data segment (≥ 200 bytes) and fixes the TCP checksum: only the DSS
-/// checksum can see it.
+/// client data segment (≥ 200 bytes; IPv4 or IPv6 without extension headers) and
+/// fixes the TCP checksum: only the DSS checksum can see it.
 struct RewriteOne {
     inner: EngineTranslator,
     nth: usize,
@@ -488,8 +488,12 @@ impl Translator for RewriteOne {
         mut pkt: Vec<u8>,
         out: &mut Vec<(Side, Vec<u8>)>,
     ) {
-        if s == Side::Access && pkt.len() > 20 && pkt[0] >> 4 == 4 {
-            let ihl = usize::from(pkt[0] & 0xf) * 4;
+        let ihl = match pkt.first().map(|b| b >> 4) {
+            Some(4) if pkt.len() > 20 => usize::from(pkt[0] & 0xf) * 4,
+            Some(6) if pkt.len() > 60 && pkt[6] == 6 => 40,
+            _ => 0,
+        };
+        if s == Side::Access && ihl > 0 && pkt.len() > ihl + 20 {
             let doff = usize::from(pkt[ihl + 12] >> 4) * 4;
             if pkt.len() >= ihl + doff + 200 {
                 self.seen += 1;
@@ -497,9 +501,17 @@ impl Translator for RewriteOne {
                     pkt[ihl + doff + 99] ^= 0x20;
                     pkt[ihl + 16] = 0;
                     pkt[ihl + 17] = 0;
-                    let src = std::net::Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-                    let dst = std::net::Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-                    let c = hac_wire::checksum::tcp_ipv4(src, dst, &pkt[ihl..]);
+                    let c = if ihl == 40 {
+                        let a = |o: usize| {
+                            let b: [u8; 16] = pkt[o..o + 16].try_into().expect("16 bytes");
+                            std::net::Ipv6Addr::from(b)
+                        };
+                        hac_wire::checksum::tcp_ipv6(a(8), a(24), &pkt[ihl..])
+                    } else {
+                        let src = std::net::Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+                        let dst = std::net::Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+                        hac_wire::checksum::tcp_ipv4(src, dst, &pkt[ihl..])
+                    };
                     pkt[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
                 }
             }
@@ -527,17 +539,35 @@ impl Translator for RewriteOne {
 /// with room for the DSS (docs/plan.md, MP_FAIL).
 #[test]
 fn dss_checksum_failure_falls_back_with_linux() {
-    if skip_unless_root("csum-fail") {
+    checksum_failure_falls_back("csum-fail", false);
+}
+
+/// The same over IPv6 (client and server).
+#[test]
+fn dss_checksum_failure_falls_back_with_linux_v6() {
+    checksum_failure_falls_back("csum-fail6", true);
+}
+
+fn checksum_failure_falls_back(tag: &str, v6: bool) {
+    if skip_unless_root(tag) {
         return;
     }
-    let lab = Lab::new("csum-fail").expect("lab");
+    let lab = Lab::new(tag).expect("lab");
     lab.sysctl(Ns::Client, "net.mptcp.checksum_enabled", "1")
         .expect("net.mptcp.checksum_enabled");
     let (up, down) = (2 * MB, 2 * MB);
-    let spec = ClientSpec::convert(SocketAddr::new(SERVER_V4.into(), SERVER_PORT))
+    let server = if v6 {
+        SocketAddr::new(SERVER_V6.into(), SERVER_PORT)
+    } else {
+        SocketAddr::new(SERVER_V4.into(), SERVER_PORT)
+    };
+    let mut spec = ClientSpec::convert(server)
         .up(up)
         .down(down)
         .timeout(Duration::from_secs(60));
+    if v6 {
+        spec.target = SocketAddr::new(CONVERTER_V6.into(), CONVERT_PORT);
+    }
     let t = RewriteOne {
         inner: EngineTranslator::new(),
         nth: 40,

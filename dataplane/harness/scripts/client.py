@@ -11,7 +11,8 @@ Modes:
 Then, unless --no-transfer, it sends the command line understood by server.py
 (`HAC id=.. up=.. down=.. seed=.. echo=..`), concurrently sends --up
 pseudo-random bytes (then half-closes) and reads until EOF, and checks
-getsockopt(SOL_MPTCP=284, MPTCP_INFO=1) (EOPNOTSUPP = fallen back to TCP).
+getsockopt(SOL_MPTCP=284, MPTCP_INFO=1) (EOPNOTSUPP, or ENOPROTOOPT over IPv6 =
+fallen back to TCP).
 
 Prints exactly one JSON line on stdout:
   {"id", "convert": null | "ok" | {"error": code} | {"failed": text},
@@ -251,7 +252,9 @@ def main():
                 s.getsockopt(SOL_MPTCP, MPTCP_INFO, 256)
                 res["fallback"] = False
             except OSError as e:
-                if e.errno == errno.EOPNOTSUPP:
+                # A fallen-back socket passes the call to its TCP subflow, whose
+                # IPv4 code answers EOPNOTSUPP and IPv6 code ENOPROTOOPT.
+                if e.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT):
                     res["fallback"] = True
                 else:
                     res["error"] = res["error"] or "MPTCP_INFO: %s" % e
