@@ -365,7 +365,8 @@ class Client:
             info = c.sock.getsockopt(SOL_MPTCP, MPTCP_INFO, 256)
             c.subflows = info[0] if info else 0  # mptcpi_subflows: additional subflows
         except OSError as e:
-            c.subflows = -1 if e.errno == errno.EOPNOTSUPP else None  # -1: fallback
+            # -1: fallback (IPv4 subflow: EOPNOTSUPP; IPv6: ENOPROTOOPT)
+            c.subflows = -1 if e.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT) else None
 
     def poll(self, timeout):
         for key, ev in self.sel.select(timeout):

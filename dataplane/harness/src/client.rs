@@ -235,7 +235,8 @@ pub struct ClientResult {
     /// Type and Length)`.
     pub tlvs: Vec<(u8, Vec<u8>)>,
     /// `None` for TCP sockets; for MPTCP `Some(true)` when `MPTCP_INFO` failed
-    /// with EOPNOTSUPP after the transfer (fell back to TCP).
+    /// with EOPNOTSUPP (IPv4) or ENOPROTOOPT (IPv6) after the transfer (fell back
+    /// to TCP).
     pub fallback: Option<bool>,
     /// Bytes the client sent in the transfer (command line excluded).
     pub bytes_sent: u64,
