@@ -271,6 +271,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                     add_addr_sent = c.add_addr_sent,
                     add_addr_echoed = c.add_addr_echoed,
                     dss_checksum_ok = c.dss_checksum_ok,
+                    dss_checksum_unverified = c.dss_checksum_unverified,
                     dss_checksum_failed = c.dss_checksum_failed,
                     mp_fail_sent = c.mp_fail_sent,
                     "engine counters"
