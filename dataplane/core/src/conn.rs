@@ -97,7 +97,12 @@ impl ClientMapping {
 
     /// The same mapping (the client repeats it on every segment it covers).
     pub fn same(&self, o: &ClientMapping) -> bool {
-        self.dsn == o.dsn && self.ssn == o.ssn && self.len == o.len && self.data_fin == o.data_fin
+        self.is(o.dsn, o.ssn, o.len, o.data_fin)
+    }
+
+    /// This mapping is (DSN, SSN, data-level length, DATA_FIN).
+    pub fn is(&self, dsn: DataSeq, ssn: u32, len: u32, data_fin: bool) -> bool {
+        self.dsn == dsn && self.ssn == ssn && self.len == len && self.data_fin == data_fin
     }
 
     /// Adds `payload`, at offset `off` of the mapping's subflow bytes, with

@@ -174,7 +174,12 @@ impl<P: PacketBuf> Engine<P> {
                         // not replace the subflow's current mapping (segments of
                         // that one may still arrive, reordered or retransmitted).
                         c_fin = Some(dsn.diff(c.client_idsn + 1) as u64);
-                    } else {
+                    } else if !leg
+                        .mapping
+                        .is_some_and(|o| o.is(dsn, m.ssn, u32::from(m.data_len), d.data_fin))
+                    {
+                        // A new mapping (the same one again is the common case:
+                        // see below).
                         new_mapping = Some(ClientMapping::new(
                             dsn,
                             m.ssn,
@@ -185,12 +190,13 @@ impl<P: PacketBuf> Engine<P> {
                     }
                 }
             }
-            // The client repeats a mapping on each segment it covers: the running
-            // checksum of the one we have goes on.
+            // The client repeats a mapping on each segment it covers: the one we
+            // have goes on, with its running checksum, and nothing of the state
+            // derived from it changes (the common case: no update below).
             if let (Some(nm), Some(old)) = (new_mapping, leg.mapping)
                 && nm.same(&old)
             {
-                new_mapping = Some(old);
+                new_mapping = None;
             } else if let Some(nm) = new_mapping
                 && let Some(mp) = c.mp.as_ref()
                 && let Some(i) = mp.paths[k].csum_old.iter().position(|o| o.same(&nm))
