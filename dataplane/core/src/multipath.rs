@@ -2217,9 +2217,16 @@ impl<P: PacketBuf> Engine<P> {
         let Some(c) = self.conn_mut(id) else { return 0 };
         let p_ws = c.p_ws;
         let c_win = u64::from(c.c_win);
+        // The client's window is relative to its own DATA_ACK, not to the ACK the
+        // server gets (held behind it, `mp_server_ack`).
+        let client_ack = c.server_ack_from_data_ack(c.c_data_ack);
         let Some(m) = c.mp.as_mut() else { return 0 };
         let w = c_win.min(limit).min(u64::from(u32::MAX >> 1)) as u32;
-        let mut right = ack + w;
+        let mut right = if client_ack.diff(ack) > 0 {
+            client_ack
+        } else {
+            ack
+        } + w;
         let budget_edge = sent_edge + room.min(u64::from(u32::MAX >> 2)) as u32;
         if budget_edge.diff(right) < 0 {
             right = budget_edge;

@@ -2077,7 +2077,8 @@ fn server_fin_on_a_retransmission_of_unacknowledged_bytes_waits_for_its_own() {
 /// the server's cumulative ACK, flight and window, and the engine's view of each
 /// subflow — to see where a scenario loses goodput (docs/plan.md item 1).
 /// `DIAG_LOSS` (LTE loss, default 0.005), `DIAG_MB` (download, default 32),
-/// `DIAG_WSEG` (the server's window in segments, default 2000):
+/// `DIAG_WSEG` (the server's window in segments, default 2000), `DIAG_QUEUE_MS`
+/// (the access queues, default unlimited; the lab's are 100 ms):
 /// `cargo test --release -p hac-core --test multipath diag_loss_series -- --ignored --nocapture`
 #[test]
 #[ignore = "diagnostic: prints a time series, asserts nothing"]
@@ -2094,7 +2095,14 @@ fn diag_loss_series() {
         up: lte().up.lossy(loss),
         down: lte().down.lossy(loss),
     };
-    let mut st = setup(false, vec![dsl(), lossy]);
+    let mut paths = vec![dsl(), lossy];
+    // `DIAG_QUEUE_MS`: the lab's access queues (100 ms), 0 = unlimited.
+    let queue_us = env("DIAG_QUEUE_MS", 0.0) as u64 * MS;
+    for p in &mut paths {
+        p.up.queue_us = queue_us;
+        p.down.queue_us = queue_us;
+    }
+    let mut st = setup(false, paths);
     st.seed = 11;
     st.server.window_segments = env("DIAG_WSEG", 2000.0) as u64;
     let mut s = conn_joined(st);
@@ -2136,8 +2144,12 @@ fn diag_loss_series() {
         eprintln!("{r}");
     }
     eprintln!(
-        "LTE loss {loss}: {:.2} Mbit/s, {} lost on LTE",
+        "LTE loss {loss}: {:.2} Mbit/s, {} lost on LTE; queue drops DSL {} LTE {}, longest queue DSL {} LTE {} ms",
         mbit(n, s.now - start),
-        s.down[1].lost
+        s.down[1].lost,
+        s.down[0].queue_drops,
+        s.down[1].queue_drops,
+        s.down[0].max_queue_us / 1000,
+        s.down[1].max_queue_us / 1000,
     );
 }
