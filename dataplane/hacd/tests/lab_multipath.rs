@@ -9,6 +9,8 @@
 //!   fast the BBR server's start-up saturates DSL, 0.9–3.9 MB measured), LTE during
 //!   the cut, and DSL again after the restore. `--nocapture` prints what each link
 //!   carried and the longest receive gap.
+//! - `multipath_lab_v6_bonds_both_links`: the same links over IPv6 (the v6 LTE
+//!   endpoint joins), a 30 MB download byte-exact, both links carrying it.
 //! - `multipath_lab_forged_join`: an MP_JOIN SYN with a random token from the
 //!   client's LTE address (v4 and v6, `scripts/join_probe.py`) is answered by a RST
 //!   with MP_TCPRST, reaches nothing behind the converter (the server namespace's TCP
@@ -493,4 +495,48 @@ fn multipath_lab_add_addr_is_echoed() {
             echo() - echo0
         );
     }
+}
+
+/// IPv6 end to end: a v6 client (Convert to the v6 server through the v6 service
+/// address) joins its LTE path with its v6 address (`ip mptcp endpoint …
+/// 2001:db8:2::2 subflow`), both access links carry the download, and it arrives
+/// byte-exact without fallback.
+#[test]
+fn multipath_lab_v6_bonds_both_links() {
+    if skip_unless_root("multipath_lab_v6_bonds_both_links") {
+        return;
+    }
+    let _lock = lab_lock();
+    let lab = Lab::up("c", &[("LAB_SCHEDULER", "aggregate")]);
+    lab.sh_ok(&["shape", "dsl", "40", "10"]);
+    lab.sh_ok(&["shape", "lte", "20", "40"]);
+    let peers = peers(&lab, "mpc");
+    let size = 30 * MB;
+    let dest = SocketAddr::new(SERVER_V6.parse().unwrap(), SERVER_PORT);
+    let spec = ClientSpec::convert(dest)
+        .request_in_syn(true)
+        .late_shutdown(true)
+        .down(size)
+        .timeout(Duration::from_secs(90));
+    let (dsl0, lte0) = (lab.rx_bytes("dsl0"), lab.rx_bytes("lte0"));
+    let joins0 = lab.counter("client", "netstat", "MPTcpExt:", "MPJoinSynAckRx");
+    let res = peers.run_client(&spec).expect("client");
+    let (dsl, lte) = (lab.rx_bytes("dsl0") - dsl0, lab.rx_bytes("lte0") - lte0);
+    let joins = lab.counter("client", "netstat", "MPTcpExt:", "MPJoinSynAckRx") - joins0;
+    let summary = format!(
+        "DSL {dsl} B, LTE {lte} B, joins {joins}, {:.1} s",
+        res.elapsed.as_secs_f64()
+    );
+    eprintln!("multipath_lab_v6_bonds_both_links: {summary}");
+    assert!(
+        joins >= 1,
+        "the client's v6 LTE subflow never joined: {summary}"
+    );
+    check_download(&peers, &res, size);
+    assert!(
+        res.local.is_some_and(|a| a.is_ipv6()),
+        "not a v6 connection: {res:?}"
+    );
+    assert!(lte >= MB, "LTE carried (almost) nothing: {summary}");
+    assert!(dsl >= MB, "DSL carried (almost) nothing: {summary}");
 }
