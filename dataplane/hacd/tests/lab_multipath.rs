@@ -73,6 +73,16 @@ impl Lab {
         lab
     }
 
+    /// A lab with scheduler `aggregate` and the reference access links: DSL 40 Mbit/s
+    /// 10 ms, LTE 20 Mbit/s 40 ms (one way). LAB_SCHEDULER makes lab.sh render
+    /// [multipath] and fail at once if hacd rejects it.
+    fn dsl_lte(tag: &str) -> Lab {
+        let lab = Lab::up(tag, &[("LAB_SCHEDULER", "aggregate")]);
+        lab.sh_ok(&["shape", "dsl", "40", "10"]);
+        lab.sh_ok(&["shape", "lte", "20", "40"]);
+        lab
+    }
+
     fn ns(&self, which: &str) -> String {
         format!("{}-{which}", self.prefix)
     }
@@ -173,10 +183,7 @@ fn multipath_lab_failover() {
         return;
     }
     let _lock = lab_lock();
-    // LAB_SCHEDULER makes lab.sh render [multipath] and fail at once if hacd rejects it.
-    let lab = Lab::up("a", &[("LAB_SCHEDULER", "aggregate")]);
-    lab.sh_ok(&["shape", "dsl", "40", "10"]);
-    lab.sh_ok(&["shape", "lte", "20", "40"]);
+    let lab = Lab::dsl_lte("a");
     let peers = peers(&lab, "mpa");
     let size = 50 * MB;
     let spec = ClientSpec::convert(v4_dest())
@@ -507,9 +514,7 @@ fn multipath_lab_v6_bonds_both_links() {
         return;
     }
     let _lock = lab_lock();
-    let lab = Lab::up("c", &[("LAB_SCHEDULER", "aggregate")]);
-    lab.sh_ok(&["shape", "dsl", "40", "10"]);
-    lab.sh_ok(&["shape", "lte", "20", "40"]);
+    let lab = Lab::dsl_lte("c");
     let peers = peers(&lab, "mpc");
     let size = 30 * MB;
     let dest = SocketAddr::new(SERVER_V6.parse().unwrap(), SERVER_PORT);
