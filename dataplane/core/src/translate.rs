@@ -393,7 +393,7 @@ impl<P: PacketBuf> Engine<P> {
             }
         }
         if let Some(f) = c_fin {
-            c.c_fin = Some(f);
+            c.c_fin = crate::conn::FinAt::at(f);
         }
         let fin_acked = if bonded {
             let l = c.legk(k);
@@ -401,7 +401,9 @@ impl<P: PacketBuf> Engine<P> {
         } else {
             c.leg.e_fin_sent
                 && !c.leg.e_fin_acked
-                && c.s_fin.is_some_and(|f| seg.ack.diff(c.e_seq(f) + 1) >= 0)
+                && c.s_fin
+                    .get()
+                    .is_some_and(|f| seg.ack.diff(c.e_seq(f) + 1) >= 0)
         };
         if fin_acked {
             c.legk_mut(k).e_fin_acked = true;
@@ -683,7 +685,7 @@ impl<P: PacketBuf> Engine<P> {
         let fin = seg.flags.fin();
         if fin {
             let f = v + u64::from(payload_len);
-            self.conn_mut(id).expect("present").s_fin = Some(f);
+            self.conn_mut(id).expect("present").s_fin = crate::conn::FinAt::at(f);
         }
         let closed = self.conn(id).expect("present").data_closed();
         if closed {
@@ -700,7 +702,7 @@ impl<P: PacketBuf> Engine<P> {
         // The server's FIN becomes a DATA_FIN: one octet of data sequence space but
         // none of the subflow's (RFC 8684 §3.3.3). Its later segments (pure ACKs)
         // stay at the FIN's subflow position.
-        let v_sub = match c.s_fin {
+        let v_sub = match c.s_fin.get() {
             Some(f) if mptcp && v > f => f,
             _ => v,
         };

@@ -378,7 +378,7 @@ impl<P: PacketBuf> Engine<P> {
                 port = Port::Access;
                 (out_src, out_dst) = (leg.service, leg.client);
                 let fin = matches!(tx, Tx::ClientFin | Tx::PathFin(_));
-                let seq0 = match (&c.mp, c.state, c.s_fin) {
+                let seq0 = match (&c.mp, c.state, c.s_fin.get()) {
                     (Some(m), _, _) if c.bonded() && fin => {
                         m.paths[kk].fin_seq.unwrap_or(leg.e_snd_nxt)
                     }
