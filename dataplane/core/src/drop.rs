@@ -226,6 +226,10 @@ pub struct Counters {
     /// Connections bonded at their first byte with an ACK hold learned from
     /// their subscriber's earlier connections (`paths.rs`).
     pub path_memory_seeded: u64,
+    /// Seeded connections whose server doubled its flight under the uncapped
+    /// ACK hold (kept it) / did not (capped), `multipath::GrowthProbe`.
+    pub growth_uncapped: u64,
+    pub growth_capped: u64,
     pub cache_peak_sum: u64,
     pub cache_mean_sum: u64,
     pub cache_peak_max: u64,

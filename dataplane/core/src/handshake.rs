@@ -808,7 +808,7 @@ impl<P: PacketBuf> Engine<P> {
             // starts with the server's first byte (`paths.rs`).
             let client = self.conn(id).expect("present").leg.client.ip;
             if let Some(p) = self.path_memory.recall(client, now) {
-                let units = (p.seed_hold_us() / 2000).min(u64::from(u8::MAX)) as u8;
+                let units = (p.seed_hold_us(false) / 2000).min(u64::from(u8::MAX)) as u8;
                 self.conn_mut(id).expect("present").seed_hold_2ms = units;
             }
         } else if mptcp && fallback {

@@ -532,13 +532,112 @@ pub(crate) fn delays_far_apart(lo_us: u64, hi_us: u64) -> bool {
 /// paths. From eight times on such a server cannot fill the slow path from its
 /// handshake RTT anyway (a flight of 2 × rate × f covers a path of RTT s > 8f
 /// only if that path carries under a seventh of the rate), so no cap.
-pub(crate) fn hold_for(lo_us: u64, hi_us: u64) -> u64 {
+pub(crate) fn hold_for(lo_us: u64, hi_us: u64, uncapped: bool) -> u64 {
     if lo_us == 0 || !delays_far_apart(lo_us, hi_us) {
         0
-    } else if hi_us >= 8 * lo_us {
+    } else if uncapped || hi_us >= 8 * lo_us {
         hi_us * 3 / 4
     } else {
         (hi_us * 3 / 4).min(3 * lo_us / 2)
+    }
+}
+
+/// How a server grows its flight under the uncapped hold ([`GrowthProbe`]).
+///
+/// The cap of [`hold_for`] is for a server that sizes its flight from its
+/// handshake RTT (BBR: its window target is 2.89 × delivery rate × min RTT in
+/// startup, for its first 10 s). Under a hold three times that RTT it still
+/// doubles its window each round while small (Linux `tcp_bbr.c`,
+/// `bbr_set_cwnd`: + all acked below the target, plus a quantization budget of
+/// a few segments), but stops where 2.89 × min RTT / held RTT × window plus
+/// that budget no longer exceeds the window: ~160 segments on DSL/LTE, where
+/// the bond needs ~400 (lab, session 9: 0.66–0.72 of the link sum in 30 s
+/// with the uncapped hold, against 0.85 capped). A server whose flight is its
+/// congestion window in slow start (CUBIC, Reno: most of the Internet's
+/// servers) keeps doubling until our window stops it, and wants the uncapped
+/// hold: under the capped one the held round trip grows past its minimum as
+/// the slow path fills, and HyStart ends its slow start (Linux
+/// `tcp_cubic.c`, `HYSTART_DELAY`: 4–16 ms more; seen on DSL/LTE at 76–199
+/// segments, session 8; 0.86 of the link sum capped, 0.91 uncapped). Timing
+/// the first window does not tell them apart: Linux 6.18 sends a BBR server's
+/// ten-segment first window back to back too (captured in the lab).
+///
+/// So a connection seeded from the path memory starts with the uncapped hold
+/// and counts the bytes the server sends per period of the hold plus the
+/// server's own round trip (about one of its rounds). The server reaching our
+/// window keeps the uncapped hold; a period in which it sent less than
+/// [`GROWTH_MIN_X2`]/2 times the period before while below our window (a
+/// flight that stopped growing on its own, or a server with little to send)
+/// gives the capped hold from then on, the behaviour before the probe; after
+/// [`GROWTH_PERIODS`] periods of growth, uncapped.
+const GROWTH_PERIODS: u8 = 10;
+const GROWTH_MIN_X2: u64 = 3;
+
+/// The growth test of a seeded connection (see [`GROWTH_PERIODS`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GrowthProbe {
+    /// When the first period began (µs, low 32 bits) and its length (µs;
+    /// 0: not probing).
+    start: u32,
+    period: u32,
+    /// Bytes the server sent in the period before the current one, and in the
+    /// current one (saturating).
+    prev: u32,
+    cur: u32,
+    /// The current period.
+    k: u8,
+    /// The server's sent edge reached our window in the current period.
+    at_window: bool,
+    /// Decided: the uncapped hold stays (Some(true)) or the capped one applies.
+    pub verdict: Option<bool>,
+}
+
+impl GrowthProbe {
+    /// Probing from `now_us` in periods of `period_us`.
+    pub fn start(now_us: u64, period_us: u64) -> Self {
+        GrowthProbe {
+            start: now_us as u32,
+            period: period_us.clamp(1, u64::from(u32::MAX)) as u32,
+            ..Self::default()
+        }
+    }
+
+    /// `len` new bytes from the server at `now_us`, whose sent edge is now
+    /// within two segments of our window or not (`at_window`). Returns the
+    /// verdict when this call made it.
+    pub fn add(&mut self, now_us: u64, len: u64, at_window: bool) -> Option<bool> {
+        if self.verdict.is_some() || self.period == 0 {
+            return None;
+        }
+        let k = ((now_us as u32).wrapping_sub(self.start) / self.period).min(255) as u8;
+        if k > self.k {
+            // The current period ended; a gap after it (a period without
+            // data) means the server stopped on its own.
+            let stalled = u64::from(self.cur) * 2 < GROWTH_MIN_X2 * u64::from(self.prev);
+            let v = if self.at_window {
+                Some(true)
+            } else if k > self.k + 1 || (self.k >= 1 && stalled) {
+                Some(false)
+            } else if k >= GROWTH_PERIODS {
+                Some(true)
+            } else {
+                None
+            };
+            if v.is_some() {
+                self.verdict = v;
+                return v;
+            }
+            (self.prev, self.cur, self.k, self.at_window) = (self.cur, 0, k, false);
+        }
+        self.cur = self.cur.saturating_add(len.min(u64::from(u32::MAX)) as u32);
+        self.at_window |= at_window;
+        None
+    }
+
+    /// Whether the uncapped hold applies now: while probing, and after a
+    /// verdict of growth.
+    pub fn uncapped(&self) -> bool {
+        self.period != 0 && self.verdict != Some(false)
     }
 }
 
@@ -643,6 +742,9 @@ pub(crate) struct Multi<P> {
     /// from the first byte until a joined subflow has an RTT sample or
     /// `seed_until` passes without one (`paths.rs`); 0: none.
     pub seed_us: u64,
+    /// The same uncapped (`hold_for`), while [`GrowthProbe`] allows it.
+    pub seed_uncapped_us: u32,
+    pub growth: GrowthProbe,
     pub seed_until: Instant,
     /// This connection's path profile went to the path memory.
     pub learned: bool,
@@ -654,8 +756,13 @@ impl<P> Multi<P> {
     /// an RTT sample, the hold learned from the subscriber's earlier connections
     /// (`seed_us`, see `paths.rs`), if any.
     pub fn hold_us(&self) -> u64 {
+        let uncapped = self.growth.uncapped();
         if self.seed_us > 0 && !self.paths.iter().skip(1).any(|p| p.min_rtt_us > 0) {
-            return self.seed_us;
+            return if uncapped {
+                u64::from(self.seed_uncapped_us)
+            } else {
+                self.seed_us
+            };
         }
         // Every usable subflow measured, or none held.
         if self
@@ -665,7 +772,8 @@ impl<P> Multi<P> {
         {
             return 0;
         }
-        self.rtt_spread().map_or(0, |(lo, hi)| hold_for(lo, hi))
+        self.rtt_spread()
+            .map_or(0, |(lo, hi)| hold_for(lo, hi, uncapped))
     }
 
     /// The minimum RTTs of the fastest and the slowest usable subflow, once at
@@ -702,6 +810,8 @@ impl<P> Multi<P> {
             reveal: false,
             hold: None,
             seed_us: 0,
+            seed_uncapped_us: 0,
+            growth: GrowthProbe::default(),
             seed_until: Instant(0),
             learned: false,
         }
@@ -1173,15 +1283,26 @@ impl<P: PacketBuf> Engine<P> {
     pub(crate) fn bond_seeded(&mut self, id: u32, now: Instant) {
         let Some(c) = self.conn_mut(id) else { return };
         let units = core::mem::take(&mut c.seed_hold_2ms);
+        let (client, s_rtt) = (c.leg.client.ip, u64::from(c.s_rtt_us));
         if !c.mptcp || c.fallback || c.mp.is_some() {
             return;
         }
+        let profile = self.path_memory.recall(client, now);
         self.bond(id, now);
         let Some(m) = self.conn_mut(id).and_then(|c| c.mp.as_mut()) else {
             return;
         };
         let h = u64::from(units) * 2000;
         m.seed_us = h;
+        // The uncapped hold, from the same profile (still there: the handshake
+        // that read it completed a server round trip ago).
+        let uncapped = profile.map_or(h, |p| p.seed_hold_us(true));
+        if uncapped > h {
+            m.seed_uncapped_us = uncapped.min(u64::from(u32::MAX)) as u32;
+            // A period is about one of the server's rounds: the hold and its
+            // own leg's round trip.
+            m.growth = GrowthProbe::start(now.0, uncapped + s_rtt);
+        }
         m.seed_until = Instant(now.0 + SEED_WAIT_US.max(4 * h));
         self.counters.path_memory_seeded += 1;
     }
@@ -1497,11 +1618,21 @@ impl<P: PacketBuf> Engine<P> {
             return;
         }
         let seq = c.legk(k).e_snd_nxt - len;
+        let (s_next, s_mss) = (c.s_isn + 1, c.s_mss);
         let m = c.mp.as_mut().expect("bonded");
         let cache = cache_ok && m.cached + len as usize <= limit;
         m.paths[k].place(now, seq, len as u16, fin, v, cache.then(|| pkt.share()));
         let m = c.mp.as_mut().expect("bonded");
+        let mut grew = None;
         if v + u64::from(len) > m.fwd_end {
+            // The server's sent edge against the right edge of our window.
+            let sent = s_next + (v + u64::from(len)) as u32;
+            let at_window = m
+                .right_edge
+                .is_some_and(|r| r.diff(sent) < 2 * i32::from(s_mss));
+            grew = m
+                .growth
+                .add(now.0, v + u64::from(len) - m.fwd_end.max(v), at_window);
             let h = m.hold_us();
             if h > 0 || m.hold.is_some() {
                 let fwd = m.fwd_end;
@@ -1516,6 +1647,13 @@ impl<P: PacketBuf> Engine<P> {
         if cache {
             m.cached += len as usize;
             m.cached_peak = m.cached_peak.max(m.cached);
+        }
+        match grew {
+            Some(true) => self.counters.growth_uncapped += 1,
+            Some(false) => self.counters.growth_capped += 1,
+            None => {}
+        }
+        if cache {
             self.cache_segments += 1;
             self.cache_bytes += len as usize;
         } else if self.cfg.repair_cache {
@@ -2578,21 +2716,74 @@ mod size_tests {
 
 #[cfg(test)]
 mod hold_tests {
-    use super::hold_for;
+    use super::{GrowthProbe, hold_for};
 
     const MS: u64 = 1_000;
 
     #[test]
     fn the_hold_is_capped_below_eight_times_apart() {
         // DSL/LTE round trips: 1.5 × the fast one, not 3/4 of the slow one.
-        assert_eq!(hold_for(20 * MS, 80 * MS), 30 * MS);
+        assert_eq!(hold_for(20 * MS, 80 * MS, false), 30 * MS);
         // 2 ms vs 100 ms: 3/4 of the slow one.
-        assert_eq!(hold_for(2 * MS, 100 * MS), 75 * MS);
-        assert_eq!(hold_for(10 * MS, 80 * MS), 60 * MS);
+        assert_eq!(hold_for(2 * MS, 100 * MS, false), 75 * MS);
+        assert_eq!(hold_for(10 * MS, 80 * MS, false), 60 * MS);
         // Close delays, or apart by less than 20 ms: none.
-        assert_eq!(hold_for(20 * MS, 50 * MS), 0);
-        assert_eq!(hold_for(MS, 15 * MS), 0);
+        assert_eq!(hold_for(20 * MS, 50 * MS, false), 0);
+        assert_eq!(hold_for(MS, 15 * MS, false), 0);
         // No fast sample: none.
-        assert_eq!(hold_for(0, 80 * MS), 0);
+        assert_eq!(hold_for(0, 80 * MS, false), 0);
+    }
+
+    #[test]
+    fn the_uncapped_hold_is_three_quarters_of_the_slow_path() {
+        assert_eq!(hold_for(20 * MS, 80 * MS, true), 60 * MS);
+        assert_eq!(hold_for(2 * MS, 100 * MS, true), 75 * MS);
+        assert_eq!(hold_for(20 * MS, 50 * MS, true), 0);
+    }
+
+    /// Feeds a probe with 60 ms periods, `segs[k]` segments in period k (the
+    /// last one reaching our window when `window`); the verdict and the period
+    /// that made it.
+    fn growth(segs: &[u64], window: bool) -> (Option<bool>, usize) {
+        let mut g = GrowthProbe::start(1_000, 60 * MS);
+        for (k, &n) in segs.iter().enumerate() {
+            let last = window && k + 2 == segs.len();
+            for i in 0..n {
+                let t = 1_000 + k as u64 * 60 * MS + i * 60 * MS / n;
+                if let Some(v) = g.add(t, 1448, last && i + 1 == n) {
+                    assert_eq!(g.uncapped(), v);
+                    return (Some(v), k);
+                }
+            }
+        }
+        assert!(g.uncapped(), "undecided: uncapped");
+        (None, segs.len())
+    }
+
+    #[test]
+    fn the_growth_probe_keeps_the_uncapped_hold_for_a_doubling_server() {
+        // CUBIC in slow start until our window stops it: decided when the
+        // period after the one that reached it begins.
+        assert_eq!(
+            growth(&[10, 20, 40, 80, 160, 320, 1], true),
+            (Some(true), 6)
+        );
+        // Still doubling: undecided.
+        assert_eq!(growth(&[10, 20, 40, 80, 160], false), (None, 5));
+        // BBR under a hold three times its handshake RTT: doubles, then stalls
+        // at ~160 segments below our window.
+        assert_eq!(
+            growth(&[10, 20, 40, 80, 160, 170, 170], false),
+            (Some(false), 6)
+        );
+        // A period without data: stopped on its own.
+        assert_eq!(growth(&[10, 20, 0, 80], false), (Some(false), 3));
+        // Ten periods of growth without reaching our window: uncapped.
+        let many: Vec<u64> = (0..11)
+            .map(|k| (10.0 * 1.6f64.powi(k)).ceil() as u64)
+            .collect();
+        assert_eq!(growth(&many, false).0, Some(true));
+        // Not probing: never uncapped.
+        assert!(!GrowthProbe::default().uncapped());
     }
 }

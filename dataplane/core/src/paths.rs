@@ -47,8 +47,12 @@ impl PathProfile {
     /// seven runs; 30 ms (1.5 ×): BBR 0.828–0.852 in five of five, CUBIC
     /// 0.829–0.846 (0.811–0.817 without a seed). 1 ms vs 50 ms gets 75 ms (CUBIC
     /// 0.90 vs 0.875, BBR unchanged).
-    pub fn seed_hold_us(&self) -> u64 {
-        let h = crate::multipath::hold_for(u64::from(self.fast_us), u64::from(self.slow_us));
+    /// `uncapped`: 3/4 of the slow path whatever the fast one, the hold a
+    /// seeded connection starts with while its server's growth is tested
+    /// (`multipath::GrowthProbe`).
+    pub fn seed_hold_us(&self, uncapped: bool) -> u64 {
+        let h =
+            crate::multipath::hold_for(u64::from(self.fast_us), u64::from(self.slow_us), uncapped);
         if h < MIN_SEED_US { 0 } else { h }
     }
 }
@@ -193,14 +197,18 @@ mod tests {
             at: Instant(0),
         };
         // 2 ms vs 100 ms: 3/4 of 100 ms.
-        assert_eq!(p(2_000, 100_000).seed_hold_us(), 75_000);
-        assert_eq!(p(10_000, 80_000).seed_hold_us(), 60_000);
+        assert_eq!(p(2_000, 100_000).seed_hold_us(false), 75_000);
+        assert_eq!(p(10_000, 80_000).seed_hold_us(false), 60_000);
         // DSL 20 ms + LTE 80 ms round trips: 1.5 × 20 ms.
-        assert_eq!(p(20_000, 80_000).seed_hold_us(), 30_000);
-        assert_eq!(p(12_000, 95_000).seed_hold_us(), 18_000);
+        assert_eq!(p(20_000, 80_000).seed_hold_us(false), 30_000);
+        assert_eq!(p(12_000, 95_000).seed_hold_us(false), 18_000);
         // Close delays: none.
-        assert_eq!(p(20_000, 40_000).seed_hold_us(), 0);
+        assert_eq!(p(20_000, 40_000).seed_hold_us(false), 0);
         // Under 10 ms: not worth it.
-        assert_eq!(p(4_000, 30_000).seed_hold_us(), 0);
+        assert_eq!(p(4_000, 30_000).seed_hold_us(false), 0);
+        // Uncapped.
+        assert_eq!(p(20_000, 80_000).seed_hold_us(true), 60_000);
+        assert_eq!(p(2_000, 100_000).seed_hold_us(true), 75_000);
+        assert_eq!(p(20_000, 40_000).seed_hold_us(true), 0);
     }
 }

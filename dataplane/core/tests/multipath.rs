@@ -854,6 +854,65 @@ fn learned_paths_hold_the_servers_acks_from_the_first_byte() {
     );
 }
 
+/// A 2 MB download by a subscriber whose paths were learned as DSL/LTE (20 vs
+/// 80 ms round trips), from a slow-starting server whose congestion window
+/// stops at `window_segments`; its first 40 RTT samples.
+fn seeded_dsl_lte_download(window_segments: u64) -> (MpSim, Vec<u64>) {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.server.initial_window = 10;
+    st.server.window_segments = window_segments;
+    let mut s = st.build();
+    s.engine
+        .learn_paths(client_addr(false, 0).ip(), 20 * MS, 80 * MS, Instant(0));
+    let (up, down) = (pattern(2_000, 41), pattern(2 << 20, 42));
+    transfer(&mut s, &up, &down, 120 * SEC);
+    let rtts = s.server.rtt_samples.iter().map(|&(_, r)| r).collect();
+    (s, rtts)
+}
+
+/// The growth test of a seeded connection (`multipath::GrowthProbe`): on
+/// DSL/LTE a subscriber's next connection starts with the uncapped ACK hold
+/// (3/4 of LTE's 80 ms); a server that doubles its flight every round (CUBIC in
+/// slow start) keeps it, so its HyStart sees one held round trip throughout;
+/// one whose flight stays flat (as a BBR server's does under a hold three
+/// times its handshake RTT) gets the capped hold (1.5 × DSL's 20 ms) after
+/// three of its rounds.
+#[test]
+fn a_seeded_connection_keeps_the_uncapped_hold_only_for_a_growing_server() {
+    let leg = 20 * MS;
+    let (s, rtts) = seeded_dsl_lte_download(2_000);
+    let c = s.engine.counters();
+    assert_eq!(
+        (c.path_memory_seeded, c.growth_uncapped, c.growth_capped),
+        (1, 1, 0),
+        "{c:?}"
+    );
+    let early = &rtts[..rtts.len().min(40)];
+    assert!(
+        early.iter().all(|&r| r + 2_500 >= 60 * MS + leg),
+        "first server RTT samples {early:?}"
+    );
+    let (s, rtts) = seeded_dsl_lte_download(12);
+    let c = s.engine.counters();
+    assert_eq!(
+        (c.path_memory_seeded, c.growth_uncapped, c.growth_capped),
+        (1, 0, 1),
+        "{c:?}"
+    );
+    // Held 60 ms while probing, then 30 ms: the late samples are the capped
+    // hold's (or the paths' own, when longer), well under the uncapped one.
+    let late = &rtts[rtts.len() / 2..];
+    let median = {
+        let mut v = late.to_vec();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    assert!(
+        median < 60 * MS + leg,
+        "late server RTT samples (median {median} us) {late:?}"
+    );
+}
+
 /// The path profile a bonded download over `paths` leaves in the path memory.
 fn learned_profile(paths: Vec<PathSpec>) -> hac_core::PathProfile {
     let s = conn_joined(setup(false, paths));
@@ -877,23 +936,23 @@ fn bonded_connections_teach_the_path_memory() {
             && (80 * MS..90 * MS).contains(&u64::from(p.slow_us)),
         "{p:?}"
     );
-    assert_eq!(p.seed_hold_us(), 3 * u64::from(p.fast_us) / 2, "{p:?}");
+    assert_eq!(p.seed_hold_us(false), 3 * u64::from(p.fast_us) / 2, "{p:?}");
     let p = learned_profile(vec![
         PathSpec::symmetric(40, 7),
         PathSpec::symmetric(20, 45),
     ]);
-    assert_eq!(p.seed_hold_us(), 3 * u64::from(p.fast_us) / 2, "{p:?}");
+    assert_eq!(p.seed_hold_us(false), 3 * u64::from(p.fast_us) / 2, "{p:?}");
     let p = learned_profile(vec![
         PathSpec::symmetric(10, 1),
         PathSpec::symmetric(10, 50),
     ]);
     assert!(
-        (70 * MS..80 * MS).contains(&p.seed_hold_us()),
+        (70 * MS..80 * MS).contains(&p.seed_hold_us(false)),
         "{p:?}: hold {} us",
-        p.seed_hold_us()
+        p.seed_hold_us(false)
     );
     let p = learned_profile(vec![even(), even()]);
-    assert_eq!(p.seed_hold_us(), 0, "{p:?}");
+    assert_eq!(p.seed_hold_us(false), 0, "{p:?}");
 }
 
 #[test]

@@ -103,6 +103,8 @@ pub struct EngineStats {
     /// Subscribers in the path memory; connections started with a learned hold.
     pub path_memory: AtomicU64,
     pub path_memory_seeded: AtomicU64,
+    /// Seeded connections that kept the uncapped ACK hold / got the capped one.
+    pub ack_hold_growth: [AtomicU64; 2],
     /// Packets the engine originated.
     pub generated: AtomicU64,
     /// [IPv4, IPv6] pool ports in use / owned by this shard.
@@ -151,6 +153,8 @@ impl EngineStats {
         set(&self.repairs, c.repairs);
         set(&self.path_memory, e.path_memory_len() as u64);
         set(&self.path_memory_seeded, c.path_memory_seeded);
+        set(&self.ack_hold_growth[0], c.growth_uncapped);
+        set(&self.ack_hold_growth[1], c.growth_capped);
         set(&self.reinjections, c.reinjections);
         set(&self.generated, c.generated);
         for (i, v6) in [false, true].into_iter().enumerate() {
@@ -324,6 +328,12 @@ const FAMILIES: &[Family] = &[
         "Connections that started with the ACK hold learned from their subscriber's earlier connections.",
         COUNTER,
         &[],
+    ),
+    family(
+        "hac_ack_hold_growth_total",
+        "Connections started with a learned ACK hold, by how their server grew its flight under the uncapped hold: kept it (uncapped) or did not (capped).",
+        COUNTER,
+        &["verdict"],
     ),
     family(
         "hac_reinjections_total",
@@ -607,6 +617,10 @@ impl HacCollector {
             "hac_reinjections_total" => s.add(&[], e(|x| &x.reinjections)),
             "hac_path_memory_subscribers" => s.add(&[], e(|x| &x.path_memory)),
             "hac_path_memory_seeded_total" => s.add(&[], e(|x| &x.path_memory_seeded)),
+            "hac_ack_hold_growth_total" => {
+                s.add(&[("verdict", "uncapped")], e(|x| &x.ack_hold_growth[0]));
+                s.add(&[("verdict", "capped")], e(|x| &x.ack_hold_growth[1]));
+            }
             "hac_generated_packets_total" => s.add(&[], e(|x| &x.generated)),
             "hac_pool_ports_in_use"
             | "hac_pool_ports"
