@@ -333,7 +333,7 @@ const FAMILIES: &[Family] = &[
         "hac_ack_hold_growth_total",
         "Connections started with a learned ACK hold, by how their server grew its flight under the uncapped hold: kept it (uncapped) or did not (capped).",
         COUNTER,
-        &["verdict"],
+        &["result"],
     ),
     family(
         "hac_reinjections_total",
@@ -618,8 +618,8 @@ impl HacCollector {
             "hac_path_memory_subscribers" => s.add(&[], e(|x| &x.path_memory)),
             "hac_path_memory_seeded_total" => s.add(&[], e(|x| &x.path_memory_seeded)),
             "hac_ack_hold_growth_total" => {
-                s.add(&[("verdict", "uncapped")], e(|x| &x.ack_hold_growth[0]));
-                s.add(&[("verdict", "capped")], e(|x| &x.ack_hold_growth[1]));
+                s.add(&[("result", "uncapped")], e(|x| &x.ack_hold_growth[0]));
+                s.add(&[("result", "capped")], e(|x| &x.ack_hold_growth[1]));
             }
             "hac_generated_packets_total" => s.add(&[], e(|x| &x.generated)),
             "hac_pool_ports_in_use"
