@@ -424,6 +424,7 @@ impl FinAt {
         FinAt(v.min(u64::MAX - 1))
     }
 
+    #[inline]
     pub fn get(self) -> Option<u64> {
         (self.0 != u64::MAX).then_some(self.0)
     }
@@ -749,15 +750,15 @@ impl<P> Conn<P> {
 
     /// Data-level FINs of both directions acknowledged.
     pub fn data_closed(&self) -> bool {
-        let c_done = self
-            .c_fin
+        // Checked per segment: both FINs absent is the common case, and is
+        // decided by the first test.
+        self.s_fin
             .get()
-            .is_some_and(|u| self.s_ack.diff(self.p_seq(u)) >= 1);
-        let s_done = self
-            .s_fin
-            .get()
-            .is_some_and(|v| self.c_data_ack.diff(self.e_dsn(v)) >= 1);
-        c_done && s_done
+            .is_some_and(|v| self.c_data_ack.diff(self.e_dsn(v)) >= 1)
+            && self
+                .c_fin
+                .get()
+                .is_some_and(|u| self.s_ack.diff(self.p_seq(u)) >= 1)
     }
 }
 
