@@ -247,6 +247,62 @@ fn multipath_lab_failover() {
     );
 }
 
+/// The growth probe (docs/multipath.md) against real Linux servers. A
+/// subscriber's first download over DSL/LTE teaches hacd's path memory; its later
+/// ones start with the uncapped ACK hold. A CUBIC server (slow start, doubling up
+/// to our window) keeps it; a BBR server (whose flight stops growing under it)
+/// gets the capped one. Read from `hac_ack_hold_growth_total{result}`.
+#[test]
+fn multipath_lab_growth_probe_tells_cubic_from_bbr() {
+    if skip_unless_root("multipath_lab_growth_probe_tells_cubic_from_bbr") {
+        return;
+    }
+    let _lock = lab_lock();
+    let lab = Lab::dsl_lte("g");
+    let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
+    let growth = |result: &str| -> u64 {
+        let out = lab.sh(&["metrics"], 30);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let key = format!("hac_ack_hold_growth_total{{result=\"{result}\"}}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{key} not in the scrape:\n{text}")) as u64
+    };
+    let size = 12 * MB;
+    let spec = ClientSpec::convert(v4_dest())
+        .request_in_syn(true)
+        .late_shutdown(true)
+        .down(size)
+        .timeout(Duration::from_secs(60));
+    // (congestion control, downloads, the verdicts expected after them).
+    for (cc, n, want) in [("cubic", 2, (1, 0)), ("bbr", 1, (1, 1))] {
+        let peers = Peers::new_with(
+            &format!("mpg{cc}"),
+            &lab.ns("client"),
+            &lab.ns("server"),
+            &binds,
+            SERVER_PORT,
+            &["--cc", cc],
+        )
+        .expect("test server");
+        for _ in 0..n {
+            let res = peers
+                .spawn_client(&spec)
+                .expect("client")
+                .wait()
+                .expect("client");
+            check_download(&peers, &res, size);
+        }
+        let got = (growth("uncapped"), growth("capped"));
+        eprintln!("multipath_lab_growth_probe_tells_cubic_from_bbr: after {cc}: {got:?}");
+        assert_eq!(
+            got, want,
+            "ACK-hold verdicts (uncapped, capped) after the {cc} downloads"
+        );
+    }
+}
+
 /// Runs `scripts/join_probe.py` in the client namespace.
 fn join_probe(lab: &Lab, src: &str, dst: &str, extra: &[&str]) -> Value {
     let out = Command::new("timeout")

@@ -52,6 +52,22 @@ impl TestServer {
         binds: &[String],
         port: u16,
     ) -> io::Result<TestServer> {
+        Self::start_with(ns, python, script, binds, port, &[])
+    }
+
+    /// [`TestServer::start`] with further arguments for the script (e.g.
+    /// `--cc cubic`: the accepted connections' congestion control).
+    ///
+    /// # Errors
+    /// The process could not be started or did not become ready.
+    pub fn start_with(
+        ns: &str,
+        python: &str,
+        script: &Path,
+        binds: &[String],
+        port: u16,
+        extra: &[&str],
+    ) -> io::Result<TestServer> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, python, "-u"]).arg(script);
         for b in binds {
@@ -60,6 +76,7 @@ impl TestServer {
         let mut child = cmd
             .args(["--port", &port.to_string()])
             .args(["--io-timeout", "30", "--lifetime", "3600"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -186,11 +203,32 @@ impl Peers {
         binds: &[IpAddr],
         port: u16,
     ) -> io::Result<Peers> {
+        Self::new_with(tag, client_ns, server_ns, binds, port, &[])
+    }
+
+    /// [`Peers::new`] with further arguments for the test server (`server.py`).
+    ///
+    /// # Errors
+    /// The server could not be started.
+    pub fn new_with(
+        tag: &str,
+        client_ns: &str,
+        server_ns: &str,
+        binds: &[IpAddr],
+        port: u16,
+        server_args: &[&str],
+    ) -> io::Result<Peers> {
         let python = std::env::var("HAC_HARNESS_PYTHON").unwrap_or_else(|_| "python3".into());
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
         let binds: Vec<String> = binds.iter().map(IpAddr::to_string).collect();
-        let server =
-            TestServer::start(server_ns, &python, &scripts.join("server.py"), &binds, port)?;
+        let server = TestServer::start_with(
+            server_ns,
+            &python,
+            &scripts.join("server.py"),
+            &binds,
+            port,
+            server_args,
+        )?;
         Ok(Peers {
             client_ns: client_ns.to_string(),
             server,
