@@ -634,6 +634,12 @@ impl GrowthProbe {
         None
     }
 
+    /// Still counting (a seeded connection before its verdict).
+    #[inline]
+    pub fn probing(&self) -> bool {
+        self.period != 0 && self.verdict.is_none()
+    }
+
     /// Whether the uncapped hold applies now: while probing, and after a
     /// verdict of growth.
     pub fn uncapped(&self) -> bool {
@@ -1625,14 +1631,16 @@ impl<P: PacketBuf> Engine<P> {
         let m = c.mp.as_mut().expect("bonded");
         let mut grew = None;
         if v + u64::from(len) > m.fwd_end {
-            // The server's sent edge against the right edge of our window.
-            let sent = s_next + (v + u64::from(len)) as u32;
-            let at_window = m
-                .right_edge
-                .is_some_and(|r| r.diff(sent) < 2 * i32::from(s_mss));
-            grew = m
-                .growth
-                .add(now.0, v + u64::from(len) - m.fwd_end.max(v), at_window);
+            if m.growth.probing() {
+                // The server's sent edge against the right edge of our window.
+                let sent = s_next + (v + u64::from(len)) as u32;
+                let at_window = m
+                    .right_edge
+                    .is_some_and(|r| r.diff(sent) < 2 * i32::from(s_mss));
+                grew = m
+                    .growth
+                    .add(now.0, v + u64::from(len) - m.fwd_end.max(v), at_window);
+            }
             let h = m.hold_us();
             if h > 0 || m.hold.is_some() {
                 let fwd = m.fwd_end;
