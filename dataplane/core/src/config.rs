@@ -90,6 +90,13 @@ pub struct EngineConfig {
     pub path_memory_entries: usize,
     /// How long a learned path profile is used.
     pub path_memory_ttl: Duration,
+    /// Hold our SYN-ACK to a subscriber whose remembered paths are eight times
+    /// apart or more (`paths.rs`) by the ACK hold its connection will start with, so that the
+    /// server's handshake RTT (which BBR keeps as its min RTT for 10 s and sizes
+    /// its flight from) is the held round trip its data will see. Costs those
+    /// connections' first byte the hold (docs/multipath.md, "Handshake hold").
+    /// Off by default.
+    pub handshake_hold: bool,
 }
 
 /// An address announced with ADD_ADDR (RFC 8684 §3.4.1).
@@ -181,6 +188,7 @@ impl Default for EngineConfig {
             announce: Vec::new(),
             path_memory_entries: 16_384,
             path_memory_ttl: Duration::from_secs(600),
+            handshake_hold: false,
         }
     }
 }

@@ -321,6 +321,12 @@ pub(crate) struct Handshake<P> {
     /// We sent MP_FAIL after a checksum failure on the lone subflow (RFC 8684
     /// §3.7) and wait for the client's infinite mapping; no more checks until then.
     pub mp_fail_sent: bool,
+    /// Our first SYN-ACK to the client is due then (the handshake hold,
+    /// `EngineConfig::handshake_hold`); None once sent.
+    pub synack_due: Option<Instant>,
+    /// The SYN-ACK was held: the server's handshake RTT is the uncapped ACK
+    /// hold's round trip, so the connection keeps that hold from its first byte.
+    pub synack_held: bool,
 }
 
 impl<P> Handshake<P> {
@@ -336,7 +342,48 @@ impl<P> Handshake<P> {
             adv_pending: 0,
             adv_tries: 0,
             mp_fail_sent: false,
+            synack_due: None,
+            synack_held: false,
         }
+    }
+}
+
+/// The ACK hold a connection starts with (`Conn::seed`), in one byte: the
+/// hold in units of 2 ms (7 bits, up to 254 ms; 0: none) and whether the
+/// server's handshake RTT already spans it (a held SYN-ACK,
+/// `EngineConfig::handshake_hold`: the uncapped hold then stays for the
+/// connection's life, with no growth probe).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedHold(u8);
+
+impl SeedHold {
+    const SETTLED: u8 = 0x80;
+
+    /// A hold of `us` microseconds (rounded down to 2 ms, at most 254 ms).
+    #[must_use]
+    pub fn new(us: u64, settled: bool) -> Self {
+        let units = (us / 2000).min(u64::from(!Self::SETTLED)) as u8;
+        if units == 0 {
+            return SeedHold(0);
+        }
+        SeedHold(units | if settled { Self::SETTLED } else { 0 })
+    }
+
+    /// The hold, microseconds (0: none).
+    #[must_use]
+    pub fn us(self) -> u64 {
+        u64::from(self.0 & !Self::SETTLED) * 2000
+    }
+
+    /// The server's handshake RTT spans the hold.
+    #[must_use]
+    pub fn settled(self) -> bool {
+        self.0 & Self::SETTLED != 0
+    }
+
+    #[must_use]
+    pub fn is_some(self) -> bool {
+        self.0 != 0
     }
 }
 
@@ -517,9 +564,9 @@ pub(crate) struct Conn<P> {
     /// Timestamp offset of this connection (RFC 7323 §5.4, randomised per connection).
     pub ts_offset: u32,
     /// The ACK hold this connection starts with, learned from the subscriber's
-    /// earlier connections (units of 2 ms, `paths.rs`): set when the handshake
-    /// completes, taken by the bond made at the server's first data. 0: none.
-    pub seed_hold_2ms: u8,
+    /// earlier connections (`paths.rs`): set when the handshake completes,
+    /// taken by the bond made at the server's first data.
+    pub seed: SeedHold,
 }
 
 /// Upper bound of the retransmission timeout (RFC 6298 §2.5 allows a maximum ≥ 60 s).
@@ -889,6 +936,18 @@ mod tests {
                 let _ = m.add_checksum(*off, p, Checksum::new().add_bytes(p));
             }
         }
+    }
+
+    #[test]
+    fn seed_hold_packs_the_hold_and_the_settled_flag_in_a_byte() {
+        let s = SeedHold::new(60_000, true);
+        assert_eq!((s.us(), s.settled(), s.is_some()), (60_000, true, true));
+        let s = SeedHold::new(30_999, false);
+        assert_eq!((s.us(), s.settled()), (30_000, false));
+        // At most 127 units of 2 ms; under one unit is no hold at all.
+        assert_eq!(SeedHold::new(1_000_000, true).us(), 254_000);
+        assert!(!SeedHold::new(1_999, true).is_some());
+        assert!(!SeedHold::new(1_999, true).settled());
     }
 
     #[test]

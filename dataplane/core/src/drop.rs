@@ -230,6 +230,9 @@ pub struct Counters {
     /// ACK hold (kept it) / did not (capped), `multipath::GrowthProbe`.
     pub growth_uncapped: u64,
     pub growth_capped: u64,
+    /// SYN-ACKs held for the server's handshake RTT
+    /// (`EngineConfig::handshake_hold`).
+    pub handshake_holds: u64,
     pub cache_peak_sum: u64,
     pub cache_mean_sum: u64,
     pub cache_peak_max: u64,

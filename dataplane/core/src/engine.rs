@@ -169,7 +169,7 @@ const fn unpack(v: u32) -> (u32, usize) {
 }
 
 /// Timer-wheel granularity.
-const TICK_US: u64 = 10_000;
+pub(crate) const TICK_US: u64 = 10_000;
 
 impl<P: PacketBuf> Engine<P> {
     /// Shard `shard` of `shards`, with randomness seeded by `seed` (ISNs and keys:
@@ -714,6 +714,9 @@ impl<P: PacketBuf> Engine<P> {
         if let Some(r) = c.mp.as_ref().and_then(|m| m.tick_at.get()) {
             t = t.min(r);
         }
+        if let Some(r) = c.hs.as_ref().and_then(|h| h.synack_due) {
+            t = t.min(r);
+        }
         t
     }
 
@@ -795,6 +798,14 @@ impl<P: PacketBuf> Engine<P> {
             .is_some_and(|t| t <= now)
         {
             self.mp_tick(now, id);
+        }
+        if self
+            .conn(id)
+            .and_then(|c| c.hs.as_ref())
+            .and_then(|h| h.synack_due)
+            .is_some_and(|t| t <= now)
+        {
+            self.release_synack(id, now);
         }
         let Some(c) = self.conn_mut(id) else { return };
         // Retransmission of our own bytes first.

@@ -20,7 +20,7 @@ use hac_wire::tcp::Flags;
 use crate::conn::{Conn, Deadline, Handshake, Leg, REPLY_INLINE, Sock, State};
 use crate::drop::DropReason;
 use crate::drop::FailReason;
-use crate::engine::{Action, Engine, Port, Tx};
+use crate::engine::{Action, Engine, Port, TICK_US, Tx};
 use crate::packet::PacketBuf;
 use crate::pool::PoolError;
 use crate::segment::Segment;
@@ -103,12 +103,17 @@ impl<P: PacketBuf> Engine<P> {
             if c.leg.c_isn == seg.seq {
                 // A retransmitted SYN (Linux resends it without the data): only now
                 // is the downstream SYN retransmitted (RFC 8803 §9.3, no amplification).
+                let held = c.hs.as_ref().is_some_and(|h| h.synack_due.is_some());
                 let tx = match c.state {
                     State::SynSent => Some(Tx::ServerSyn),
                     State::SynAckSent | State::ReplyClose => Some(Tx::ClientSynAck),
                     _ => None,
                 };
-                if let Some(tx) = tx {
+                if held {
+                    // A held SYN-ACK goes now (the client's SYN timer is ahead of
+                    // the hold only if the first SYN-ACK would have been lost).
+                    self.release_synack(id, now);
+                } else if let Some(tx) = tx {
                     self.queue(id, tx);
                 }
                 self.counters.drop(DropReason::SynRetransmit);
@@ -360,7 +365,7 @@ impl<P: PacketBuf> Engine<P> {
             rto_shift: 0,
             retries: 0,
             ts_offset,
-            seed_hold_2ms: 0,
+            seed: crate::conn::SeedHold::default(),
         }
     }
 
@@ -661,9 +666,53 @@ impl<P: PacketBuf> Engine<P> {
         // far below the access path's bandwidth-delay product. The request still
         // reaches the server half a round trip before the Convert reply reaches the
         // client, so 0-RTT holds (first response byte within 2 RTT of the SYN).
+        // The handshake hold (`EngineConfig::handshake_hold`): for a subscriber
+        // whose paths are far apart, the SYN-ACK leaves after the ACK hold its
+        // connection starts with, so the server's handshake RTT is the held
+        // round trip (docs/multipath.md, "Handshake hold").
+        let hold = self.handshake_hold_us(id, now);
+        if hold > 0 {
+            // The engine's timers fire on 10 ms ticks, rounded up: aimed half a
+            // tick early, the SYN-ACK leaves within 5 ms of the hold.
+            let due = now + core::time::Duration::from_micros(hold - hold.min(TICK_US / 2));
+            if let Some(h) = self.conn_mut(id).and_then(|c| c.hs.as_mut()) {
+                h.synack_due = Some(due);
+                h.synack_held = true;
+                self.counters.handshake_holds += 1;
+                self.arm_at(id, due);
+                return Action::Consumed;
+            }
+        }
         self.queue(id, Tx::ClientSynAck);
         self.arm_rto(id, now);
         Action::Consumed
+    }
+
+    /// How long the SYN-ACK of connection `id` is held (0: not held): the
+    /// uncapped ACK hold of its subscriber's remembered paths, for an MPTCP
+    /// client, with the handshake hold configured.
+    fn handshake_hold_us(&self, id: u32, now: Instant) -> u64 {
+        if !self.cfg.handshake_hold {
+            return 0;
+        }
+        let Some(c) = self.conn(id).filter(|c| c.mptcp) else {
+            return 0;
+        };
+        self.path_memory
+            .recall(c.leg.client.ip, now)
+            .map_or(0, |p| p.handshake_hold_us())
+    }
+
+    /// The held SYN-ACK of connection `id` leaves now (its time came, or the
+    /// client's SYN came again).
+    pub(crate) fn release_synack(&mut self, id: u32, now: Instant) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let waiting = c.state == State::SynAckSent;
+        let Some(h) = c.hs.as_mut() else { return };
+        if h.synack_due.take().is_some() && waiting {
+            self.queue(id, Tx::ClientSynAck);
+            self.arm_rto(id, now);
+        }
     }
 
     /// The server refused or never answered: answer the client with an Error.
@@ -806,10 +855,17 @@ impl<P: PacketBuf> Engine<P> {
             self.announce_addresses(id, now);
             // A subscriber whose paths are known to be far apart: the ACK hold
             // starts with the server's first byte (`paths.rs`).
-            let client = self.conn(id).expect("present").leg.client.ip;
+            // After a held SYN-ACK the server's handshake RTT already spans
+            // the uncapped hold: no reason left for the capped one (nor for
+            // the growth probe that chooses between them).
+            let c = self.conn(id).expect("present");
+            let (client, held) = (
+                c.leg.client.ip,
+                c.hs.as_ref().is_some_and(|h| h.synack_held),
+            );
             if let Some(p) = self.path_memory.recall(client, now) {
-                let units = (p.seed_hold_us(false) / 2000).min(u64::from(u8::MAX)) as u8;
-                self.conn_mut(id).expect("present").seed_hold_2ms = units;
+                self.conn_mut(id).expect("present").seed =
+                    crate::conn::SeedHold::new(p.seed_hold_us(held), held);
             }
         } else if mptcp && fallback {
             // The reply was not sent yet: send it as plain data.

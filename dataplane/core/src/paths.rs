@@ -57,6 +57,30 @@ impl PathProfile {
     }
 }
 
+impl PathProfile {
+    /// How long the SYN-ACK of a new connection of this subscriber is held
+    /// when the handshake hold is configured (`EngineConfig::handshake_hold`):
+    /// the uncapped ACK hold the connection starts with, so that its server's
+    /// handshake RTT is the held round trip its first data will see. Linux
+    /// BBR starts its min RTT from the handshake (`bbr_init`: `tcp_min_rtt`)
+    /// and keeps it for 10 s; its flight is then 2–2.89 × rate × that RTT,
+    /// far under the bond's held flight when the fast path answered the
+    /// handshake (docs/multipath.md, "Handshake hold"). Only for paths eight
+    /// times apart or more, where the capped hold cannot help such a server
+    /// (see `multipath::hold_for`): lab, 30 s, 1 ms vs 50 ms: BBR 0.70 → 0.90
+    /// of the link sum, CUBIC unchanged (0.907 / 0.906); DSL/LTE (4 ×): BBR
+    /// 0.85 → 0.886 but CUBIC 0.90 → 0.82–0.83 in three of four runs (its
+    /// HyStart left slow start at ~48 segments on LTE's first RTT samples).
+    /// At most 200 ms, well inside the client's SYN timer (1 s) and the
+    /// server's SYN-ACK timer.
+    pub fn handshake_hold_us(&self) -> u64 {
+        if u64::from(self.slow_us) < 8 * u64::from(self.fast_us) {
+            return 0;
+        }
+        self.seed_hold_us(true).min(200_000)
+    }
+}
+
 /// Per-subscriber path profiles of one shard.
 #[derive(Debug)]
 pub(crate) struct PathMemory {

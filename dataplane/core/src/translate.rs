@@ -691,7 +691,7 @@ impl<P: PacketBuf> Engine<P> {
         if closed {
             self.finish(id, now);
         }
-        if self.conn(id).is_some_and(|c| c.seed_hold_2ms > 0) {
+        if self.conn(id).is_some_and(|c| c.seed.is_some()) {
             self.bond_seeded(id, now);
         }
         if self.conn(id).is_some_and(Conn::bonded) {

@@ -854,6 +854,130 @@ fn learned_paths_hold_the_servers_acks_from_the_first_byte() {
     );
 }
 
+/// A 1 MB download over 1 ms vs 50 ms paths (2 vs 100 ms round trips) by a
+/// subscriber whose paths may have been learned, with the handshake hold
+/// configured or not: the engine's counters and the server's handshake RTT.
+fn handshake_hold_download(configured: bool, learned: bool) -> (MpSim, u64) {
+    let mut st = setup(
+        false,
+        vec![PathSpec::symmetric(10, 1), PathSpec::symmetric(10, 50)],
+    );
+    st.engine.handshake_hold = configured;
+    let mut s = st.build();
+    if learned {
+        s.engine
+            .learn_paths(client_addr(false, 0).ip(), 2 * MS, 100 * MS, Instant(0));
+    }
+    let (up, down) = (pattern(2_000, 51), pattern(1 << 20, 52));
+    transfer(&mut s, &up, &down, 120 * SEC);
+    let rtt = s.server.handshake_rtt.expect("a handshake RTT sample");
+    (s, rtt)
+}
+
+/// The handshake hold (`EngineConfig::handshake_hold`, docs/multipath.md):
+/// configured, a subscriber whose paths are known to be 2 ms and 100 ms round
+/// trips gets its SYN-ACK 75 ms late (the uncapped ACK hold, 3/4 of 100 ms),
+/// so the server's handshake RTT — BBR's min RTT for its first 10 s — is the
+/// held round trip (2 ms + 75 ms ± the engine's 5 ms timer rounding + the
+/// server leg), and the transfer is whole. The connection then keeps the
+/// uncapped hold without the growth probe (whose capped hold is for a server
+/// that measured the fast path in its handshake). Not configured, or no
+/// profile learned: the SYN-ACK leaves at once.
+#[test]
+fn the_handshake_hold_gives_the_server_the_held_round_trip() {
+    let (s, held) = handshake_hold_download(true, true);
+    let leg = s.s2e.cfg.delay_us + s.e2s.cfg.delay_us;
+    let c = s.engine.counters();
+    assert_eq!(
+        (
+            c.handshake_holds,
+            c.path_memory_seeded,
+            c.growth_uncapped,
+            c.growth_capped
+        ),
+        (1, 1, 0, 0),
+        "held, seeded with the uncapped hold, no growth probe: {c:?}"
+    );
+    // The uncapped hold for the whole transfer, the join included: every
+    // RTT sample the server takes is at least the held round trip (less the
+    // 2.5 ms record spacing and the seed's rounding to 2 ms), never the fast
+    // path's.
+    let samples: Vec<u64> = s.server.rtt_samples.iter().map(|&(_, r)| r).collect();
+    let least = samples.iter().copied().min().unwrap_or(0);
+    assert!(
+        !samples.is_empty() && least + 4_500 >= 75 * MS + leg,
+        "least server RTT sample {least} us of {}",
+        samples.len()
+    );
+    assert!(
+        held + 5 * MS >= 77 * MS + leg && held < 83 * MS + leg,
+        "handshake RTT {held} us with the hold (server leg {leg} us)"
+    );
+    assert_no_server_retransmissions(&s);
+    for (configured, learned) in [(false, true), (true, false)] {
+        let (s, rtt) = handshake_hold_download(configured, learned);
+        assert_eq!(s.engine.counters().handshake_holds, 0);
+        assert!(
+            rtt < 10 * MS + leg,
+            "handshake RTT {rtt} us (configured {configured}, learned {learned})"
+        );
+    }
+}
+
+/// Paths under eight times apart (DSL/LTE, 20 vs 80 ms) are not held: there
+/// the capped hold serves a BBR server, and a held handshake cost a CUBIC one
+/// its slow start in the lab (`PathProfile::handshake_hold_us`).
+#[test]
+fn the_handshake_hold_skips_paths_under_eight_times_apart() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.engine.handshake_hold = true;
+    let mut s = st.build();
+    s.engine
+        .learn_paths(client_addr(false, 0).ip(), 20 * MS, 80 * MS, Instant(0));
+    transfer(
+        &mut s,
+        &pattern(2_000, 55),
+        &pattern(256 << 10, 56),
+        60 * SEC,
+    );
+    let c = s.engine.counters();
+    assert_eq!((c.handshake_holds, c.path_memory_seeded), (0, 1), "{c:?}");
+    let leg = s.s2e.cfg.delay_us + s.e2s.cfg.delay_us;
+    let rtt = s.server.handshake_rtt.expect("a handshake RTT sample");
+    assert!(rtt < 25 * MS + leg, "handshake RTT {rtt} us");
+}
+
+/// A client SYN retransmission during the handshake hold (its SYN timer set
+/// to 30 ms here; Linux's is 1 s, above the hold's 200 ms bound) releases the
+/// held SYN-ACK at once: the client is not kept waiting past its own timer.
+#[test]
+fn a_retransmitted_client_syn_releases_the_held_synack() {
+    let mut st = setup(
+        false,
+        vec![PathSpec::symmetric(10, 1), PathSpec::symmetric(10, 50)],
+    );
+    st.engine.handshake_hold = true;
+    let mut s = st.build();
+    s.client.subs[0].syn_rto = 30 * MS;
+    s.engine
+        .learn_paths(client_addr(false, 0).ip(), 2 * MS, 100 * MS, Instant(0));
+    transfer(
+        &mut s,
+        &pattern(2_000, 53),
+        &pattern(256 << 10, 54),
+        60 * SEC,
+    );
+    assert_eq!(s.engine.counters().handshake_holds, 1);
+    assert_eq!(
+        s.client.subs[0].syns_sent, 2,
+        "the client resent its SYN once"
+    );
+    // Released when the second SYN arrived (31 ms), not at the hold's end
+    // (~96 ms): the server's handshake RTT is about 32 ms, not about 97 ms.
+    let rtt = s.server.handshake_rtt.expect("a handshake RTT sample");
+    assert!(rtt < 50 * MS, "handshake RTT {rtt} us");
+}
+
 /// A 2 MB download by a subscriber whose paths were learned as DSL/LTE (20 vs
 /// 80 ms round trips), from a slow-starting server whose congestion window
 /// stops at `window_segments`; its first 40 RTT samples.

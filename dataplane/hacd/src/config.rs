@@ -125,6 +125,7 @@ struct RawMultipath {
     announce: Vec<String>,
     path_memory_entries: Option<usize>,
     path_memory_ttl_s: Option<u64>,
+    handshake_hold: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -496,6 +497,9 @@ impl Config {
         if let Some(s) = mp.path_memory_ttl_s {
             engine.path_memory_ttl = std::time::Duration::from_secs(s);
         }
+        if let Some(b) = mp.handshake_hold {
+            engine.handshake_hold = b;
+        }
         for (i, a) in mp.announce.iter().enumerate() {
             let key = format!("multipath.announce[{i}]");
             let ann = parse_announce(&key, a)?;
@@ -765,9 +769,12 @@ lcores = [1]
         let d = Config::parse(LAB).unwrap();
         assert_eq!(d.engine.path_memory_entries, 16_384);
         assert_eq!(d.engine.path_memory_ttl.as_secs(), 600);
-        let c = parse("path_memory_entries = 0\npath_memory_ttl_s = 60").unwrap();
+        assert!(!d.engine.handshake_hold);
+        let c = parse("path_memory_entries = 0\npath_memory_ttl_s = 60\nhandshake_hold = true")
+            .unwrap();
         assert_eq!(c.engine.path_memory_entries, 0);
         assert_eq!(c.engine.path_memory_ttl.as_secs(), 60);
+        assert!(c.engine.handshake_hold);
         let e = parse("path_memory_entries = -1").unwrap_err();
         assert!(e.to_string().contains("expected usize"), "{e}");
     }

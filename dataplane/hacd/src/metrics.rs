@@ -105,6 +105,8 @@ pub struct EngineStats {
     pub path_memory_seeded: AtomicU64,
     /// Seeded connections that kept the uncapped ACK hold / got the capped one.
     pub ack_hold_growth: [AtomicU64; 2],
+    /// SYN-ACKs held for the server's handshake RTT.
+    pub handshake_holds: AtomicU64,
     /// Packets the engine originated.
     pub generated: AtomicU64,
     /// [IPv4, IPv6] pool ports in use / owned by this shard.
@@ -155,6 +157,7 @@ impl EngineStats {
         set(&self.path_memory_seeded, c.path_memory_seeded);
         set(&self.ack_hold_growth[0], c.growth_uncapped);
         set(&self.ack_hold_growth[1], c.growth_capped);
+        set(&self.handshake_holds, c.handshake_holds);
         set(&self.reinjections, c.reinjections);
         set(&self.generated, c.generated);
         for (i, v6) in [false, true].into_iter().enumerate() {
@@ -334,6 +337,12 @@ const FAMILIES: &[Family] = &[
         "Connections started with a learned ACK hold, by how their server grew its flight under the uncapped hold: kept it (uncapped) or did not (capped).",
         COUNTER,
         &["result"],
+    ),
+    family(
+        "hac_handshake_holds_total",
+        "SYN-ACKs held so that the server's handshake RTT is the held round trip of a subscriber with far-apart paths (multipath.handshake_hold).",
+        COUNTER,
+        &[],
     ),
     family(
         "hac_reinjections_total",
@@ -621,6 +630,7 @@ impl HacCollector {
                 s.add(&[("result", "uncapped")], e(|x| &x.ack_hold_growth[0]));
                 s.add(&[("result", "capped")], e(|x| &x.ack_hold_growth[1]));
             }
+            "hac_handshake_holds_total" => s.add(&[], e(|x| &x.handshake_holds)),
             "hac_generated_packets_total" => s.add(&[], e(|x| &x.generated)),
             "hac_pool_ports_in_use"
             | "hac_pool_ports"

@@ -1710,6 +1710,11 @@ pub struct Server {
     rto_at: Option<u64>,
     rto_us: u64,
     synack_at: Option<u64>,
+    /// When the first SYN-ACK left, and the handshake's RTT as the server
+    /// measured it (first SYN-ACK to the ACK completing the handshake; Linux
+    /// takes none after a SYN-ACK retransmission).
+    synack_first: Option<u64>,
+    pub handshake_rtt: Option<u64>,
     pub rx: Reasm,
     pub peer_fin: Option<u64>,
     pub out: Vec<Vec<u8>>,
@@ -1763,6 +1768,8 @@ impl Server {
             rto_at: None,
             rto_us: cfg.min_rto_us,
             synack_at: None,
+            synack_first: None,
+            handshake_rtt: None,
             rx: Reasm::default(),
             peer_fin: None,
             out: Vec::new(),
@@ -1936,6 +1943,10 @@ impl Server {
         );
         self.out.push(p);
         self.synack_at = Some(now + SEC);
+        self.synack_first = match self.synack_first {
+            None if self.syns.len() == 1 => Some(now),
+            _ => Some(u64::MAX),
+        };
     }
 
     /// Resets the connection (an application abort).
@@ -2113,6 +2124,10 @@ impl Server {
             if p.flags.ack() && p.ack == self.isn + 1 {
                 self.state = SState::Established;
                 self.synack_at = None;
+                self.handshake_rtt = self
+                    .synack_first
+                    .filter(|&t| t != u64::MAX)
+                    .map(|t| now - t);
             } else {
                 return self.anomaly(now, "bad handshake ACK");
             }

@@ -472,7 +472,7 @@ pub struct Subflow {
     pub remote_isn: SeqNum,
     pub syns_sent: u32,
     syn_at: Option<u64>,
-    syn_rto: u64,
+    pub syn_rto: u64,
     pub join_at: Option<u64>,
     third_ack_at: Option<u64>,
     pub third_acks_sent: u32,
