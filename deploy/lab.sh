@@ -38,6 +38,7 @@
 #                        with ADD_ADDR and sets flag C (no joins to the address a
 #                        connection was opened to): [multipath] announce and
 #                        no_joins_to_initial_address (implies LAB_MULTIPATH=on)
+#   LAB_HANDSHAKE_HOLD=1 [multipath] handshake_hold = true (implies LAB_MULTIPATH=on)
 #   LAB_KERNEL_ROUTER=1  no hacd: the Linux kernel in hac-conc routes (addresses on the
 #                        hac-conc veths, forwarding on) — validates topology and shaping
 #   LAB_KERNEL_PROXY=1   kernel router plus a kernel MPTCP proxy baseline in hac-conc:
@@ -259,8 +260,12 @@ render_config() { # render_config [OUT [MULTIPATH]] — deploy/lab.toml -> OUT
     if [[ ${LAB_ANNOUNCE:-0} == 1 ]]; then
         ann_sed="/@ANNOUNCE_\(BEGIN\|END\)@/d;s/^addresses = \[\"192.0.2.1\", \"2001:db8:ffff::1\"\]/addresses = [\"192.0.2.1\", \"2001:db8:ffff::1\", \"192.0.2.2\", \"2001:db8:ffff::2\"]/"
     fi
+    local hs_sed="/@HSHOLD_BEGIN@/,/@HSHOLD_END@/d"
+    if [[ ${LAB_HANDSHAKE_HOLD:-0} == 1 ]]; then
+        hs_sed="/@HSHOLD_\(BEGIN\|END\)@/d"
+    fi
     sed -e "s/@FILE_PREFIX@/$P-lab/g" -e "s/^lcores = \[1\]/lcores = [$lcores]/" \
-        -e "$ann_sed" -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
+        -e "$ann_sed" -e "$hs_sed" -e "$mp_sed" -e "s/@SCHEDULER@/$MP_SCHEDULER/" -e "s/@MAX_SUBFLOWS@/$MP_MAX_SUBFLOWS/" \
         -e "s/@REPAIR_CACHE@/$MP_REPAIR_CACHE/" -e "s|@METRICS@|$METRICS_LISTEN|" \
         -e "$mgmt_sed" -e "s|@RUN@|$RUN|g" "$ROOT/deploy/lab.toml" >"$out"
 }
@@ -306,7 +311,11 @@ decide_multipath() {
     [[ $MP_REPAIR_CACHE == true || $MP_REPAIR_CACHE == false ]] ||
         die "LAB_REPAIR_CACHE must be true or false"
     if [[ -z $want ]]; then
-        if [[ -n ${LAB_SCHEDULER:-} || ${LAB_ANNOUNCE:-0} == 1 ]]; then want=on; else want=auto; fi
+        if [[ -n ${LAB_SCHEDULER:-} || ${LAB_ANNOUNCE:-0} == 1 || ${LAB_HANDSHAKE_HOLD:-0} == 1 ]]; then
+            want=on
+        else
+            want=auto
+        fi
     fi
     case $want in
         off | 0)

@@ -11,11 +11,13 @@ the failover case: a download over DSL 40 Mbit/s 10 ms + LTE 20 Mbit/s 40 ms, DS
 cut GAP_CUT s after the start and restored GAP_RESTORE s later, the client reporting
 the longest time without received bytes.
 
-Modes (MODES, default all, in this order):
+Modes (MODES, default all but aggregate-hshold, in this order):
   aggregate, overflow, failover   hacd (DPDK) with LAB_SCHEDULER=<policy>; the Linux
                                   client sends a Convert request in its SYN. With an
                                   hacd that predates [multipath], lab.sh runs it
                                   without the section and the rows say so ("mp" column)
+  aggregate-hshold                aggregate with [multipath] handshake_hold = true
+                                  (LAB_HANDSHAKE_HOLD=1; docs/multipath.md)
   kernel-e2e                      Linux MPTCP on both ends (LAB_KERNEL_E2E=1: kernel
                                   routing in hac-conc, server.py --mptcp)
   kernel-proxy                    the Linux-kernel MPTCP proxy (LAB_KERNEL_PROXY=1:
@@ -65,8 +67,9 @@ CASES = {
 DEFAULT_CASES = ["10+10", "30+10", "10+10-delay", "dsl-lte"]
 GAP_LINKS = ((40, 10, 0), (20, 40, 0))
 GAP_MIN = 0.05  # gaps listed by the client (s)
-MODES = ["aggregate", "overflow", "failover", "kernel-e2e", "kernel-proxy"]
-HACD_MODES = ("aggregate", "overflow", "failover")
+MODES = ["aggregate", "aggregate-hshold", "overflow", "failover", "kernel-e2e", "kernel-proxy"]
+DEFAULT_MODES = [m for m in MODES if m != "aggregate-hshold"]
+HACD_MODES = ("aggregate", "aggregate-hshold", "overflow", "failover")
 FIELDS = [
     "run", "case", "mode", "mp", "dsl_mbit", "dsl_ms", "dsl_loss", "lte_mbit", "lte_ms",
     "lte_loss", "link_sum_mbit", "bytes", "bytes_recv", "ok", "elapsed_s", "goodput_mbit",
@@ -85,7 +88,7 @@ class Lab:
         self.run_dir = run_dir
         self.env = dict(os.environ, LAB_PREFIX=prefix, LAB_RUN=run_dir)
         for k in ("LAB_SCHEDULER", "LAB_MULTIPATH", "LAB_KERNEL_E2E", "LAB_KERNEL_PROXY",
-                  "LAB_KERNEL_ROUTER"):
+                  "LAB_KERNEL_ROUTER", "LAB_HANDSHAKE_HOLD"):
             self.env.pop(k, None)
         self.mode_env = {}
 
@@ -103,7 +106,10 @@ class Lab:
 
     def up(self, mode):
         self.sh("down", check=False)
-        if mode in HACD_MODES:
+        if mode == "aggregate-hshold":
+            self.mode_env = {"LAB_SCHEDULER": "aggregate", "LAB_MULTIPATH": "auto",
+                             "LAB_HANDSHAKE_HOLD": "1"}
+        elif mode in HACD_MODES:
             self.mode_env = {"LAB_SCHEDULER": mode, "LAB_MULTIPATH": "auto"}
         elif mode == "kernel-e2e":
             self.mode_env = {"LAB_KERNEL_E2E": "1"}
@@ -297,7 +303,7 @@ def cmd_run():
     runs = int(os.environ.get("RUNS", "1"))
     duration = float(os.environ.get("DURATION", "30"))
     warmup = float(os.environ.get("WARMUP", "0"))
-    modes = os.environ.get("MODES", " ".join(MODES)).split()
+    modes = os.environ.get("MODES", " ".join(DEFAULT_MODES)).split()
     cases = os.environ.get("CASES", " ".join(DEFAULT_CASES)).split()
     gap = os.environ.get("GAP", "1") == "1"
     gap_cut = float(os.environ.get("GAP_CUT", "10"))
@@ -489,7 +495,8 @@ def report(csv_path, svg_path, title=""):
 
 
 COLORS = {
-    "aggregate": "#1f77b4", "overflow": "#17becf", "failover": "#9edae5",
+    "aggregate": "#1f77b4", "aggregate-hshold": "#2ca02c", "overflow": "#17becf",
+    "failover": "#9edae5",
     "kernel-e2e": "#ff7f0e", "kernel-proxy": "#7f7f7f",
 }
 
