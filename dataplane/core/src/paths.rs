@@ -68,7 +68,7 @@ impl PathProfile {
     /// handshake (docs/multipath.md, "Handshake hold"). Only for paths eight
     /// times apart or more, where the capped hold cannot help such a server
     /// (see `multipath::hold_for`): lab, 30 s, 1 ms vs 50 ms: BBR 0.70 → 0.90
-    /// of the link sum, CUBIC unchanged (0.907 / 0.906); DSL/LTE (4 ×): BBR
+    /// of the link sum, CUBIC 0.912 → 0.905 (medians of three); DSL/LTE (4 ×): BBR
     /// 0.85 → 0.886 but CUBIC 0.90 → 0.82–0.83 in three of four runs (its
     /// HyStart left slow start at ~48 segments on LTE's first RTT samples).
     /// At most 200 ms, well inside the client's SYN timer (1 s) and the
