@@ -924,6 +924,42 @@ fn the_handshake_hold_gives_the_server_the_held_round_trip() {
     }
 }
 
+/// The subflows' own minimum-RTT refresh (every 10 s, `Path::probe_rtt`) on
+/// slow links: a 25 s download over 2 Mbit/s paths of 1 ms and 50 ms with the
+/// handshake held. The fast subflow could not drain during its refresh (the
+/// slow one cannot take its share), the refresh took its queue as its new
+/// minimum (8 → 48 ms), the minimums were no longer three times apart and the
+/// ACK hold vanished at 10 s. Every RTT sample the server takes stays at
+/// least the held round trip (less the record spacing and the seed's 2 ms
+/// rounding).
+#[test]
+fn the_subflows_rtt_refresh_keeps_the_hold_on_slow_links() {
+    let mut st = setup(
+        false,
+        vec![PathSpec::symmetric(2, 1), PathSpec::symmetric(2, 50)],
+    );
+    st.engine.handshake_hold = true;
+    let mut s = st.build();
+    s.engine
+        .learn_paths(client_addr(false, 0).ip(), 2 * MS, 100 * MS, Instant(0));
+    let (up, down) = (pattern(2_000, 57), pattern(12 << 20, 58));
+    transfer(&mut s, &up, &down, 120 * SEC);
+    assert_eq!(s.engine.counters().handshake_holds, 1);
+    let leg = s.s2e.cfg.delay_us + s.e2s.cfg.delay_us;
+    let samples = &s.server.rtt_samples;
+    let (start, end) = (samples[0].0, samples[samples.len() - 1].0);
+    assert!(
+        end - start > 20 * SEC,
+        "{} s of samples",
+        (end - start) / SEC
+    );
+    let low = samples.iter().find(|&&(_, r)| r + 4_500 < 75 * MS + leg);
+    assert!(
+        low.is_none(),
+        "an RTT sample under the held round trip (time, us): {low:?}"
+    );
+}
+
 /// Paths under eight times apart (DSL/LTE, 20 vs 80 ms) are not held: there
 /// the capped hold serves a BBR server, and a held handshake cost a CUBIC one
 /// its slow start in the lab (`PathProfile::handshake_hold_us`).
