@@ -854,20 +854,33 @@ fn learned_paths_hold_the_servers_acks_from_the_first_byte() {
     );
 }
 
+/// A simulation over `paths`, the handshake hold configured or not, and the
+/// client's subscriber learned with these (fast, slow) round trips, if any.
+fn hold_sim(paths: Vec<PathSpec>, configured: bool, learned: Option<(u64, u64)>) -> MpSim {
+    let mut st = setup(false, paths);
+    st.engine.handshake_hold = configured;
+    let mut s = st.build();
+    if let Some((fast, slow)) = learned {
+        s.engine
+            .learn_paths(client_addr(false, 0).ip(), fast, slow, Instant(0));
+    }
+    s
+}
+
+/// 1 ms vs 50 ms paths (2 vs 100 ms round trips) of `mbit` each.
+fn one_vs_fifty(mbit: u64) -> Vec<PathSpec> {
+    vec![PathSpec::symmetric(mbit, 1), PathSpec::symmetric(mbit, 50)]
+}
+
 /// A 1 MB download over 1 ms vs 50 ms paths (2 vs 100 ms round trips) by a
 /// subscriber whose paths may have been learned, with the handshake hold
 /// configured or not: the engine's counters and the server's handshake RTT.
 fn handshake_hold_download(configured: bool, learned: bool) -> (MpSim, u64) {
-    let mut st = setup(
-        false,
-        vec![PathSpec::symmetric(10, 1), PathSpec::symmetric(10, 50)],
+    let mut s = hold_sim(
+        one_vs_fifty(10),
+        configured,
+        learned.then_some((2 * MS, 100 * MS)),
     );
-    st.engine.handshake_hold = configured;
-    let mut s = st.build();
-    if learned {
-        s.engine
-            .learn_paths(client_addr(false, 0).ip(), 2 * MS, 100 * MS, Instant(0));
-    }
     let (up, down) = (pattern(2_000, 51), pattern(1 << 20, 52));
     transfer(&mut s, &up, &down, 120 * SEC);
     let rtt = s.server.handshake_rtt.expect("a handshake RTT sample");
@@ -934,14 +947,7 @@ fn the_handshake_hold_gives_the_server_the_held_round_trip() {
 /// rounding).
 #[test]
 fn the_subflows_rtt_refresh_keeps_the_hold_on_slow_links() {
-    let mut st = setup(
-        false,
-        vec![PathSpec::symmetric(2, 1), PathSpec::symmetric(2, 50)],
-    );
-    st.engine.handshake_hold = true;
-    let mut s = st.build();
-    s.engine
-        .learn_paths(client_addr(false, 0).ip(), 2 * MS, 100 * MS, Instant(0));
+    let mut s = hold_sim(one_vs_fifty(2), true, Some((2 * MS, 100 * MS)));
     let (up, down) = (pattern(2_000, 57), pattern(12 << 20, 58));
     transfer(&mut s, &up, &down, 120 * SEC);
     assert_eq!(s.engine.counters().handshake_holds, 1);
@@ -965,11 +971,7 @@ fn the_subflows_rtt_refresh_keeps_the_hold_on_slow_links() {
 /// its slow start in the lab (`PathProfile::handshake_hold_us`).
 #[test]
 fn the_handshake_hold_skips_paths_under_eight_times_apart() {
-    let mut st = setup(false, vec![dsl(), lte()]);
-    st.engine.handshake_hold = true;
-    let mut s = st.build();
-    s.engine
-        .learn_paths(client_addr(false, 0).ip(), 20 * MS, 80 * MS, Instant(0));
+    let mut s = hold_sim(vec![dsl(), lte()], true, Some((20 * MS, 80 * MS)));
     transfer(
         &mut s,
         &pattern(2_000, 55),
@@ -988,15 +990,8 @@ fn the_handshake_hold_skips_paths_under_eight_times_apart() {
 /// held SYN-ACK at once: the client is not kept waiting past its own timer.
 #[test]
 fn a_retransmitted_client_syn_releases_the_held_synack() {
-    let mut st = setup(
-        false,
-        vec![PathSpec::symmetric(10, 1), PathSpec::symmetric(10, 50)],
-    );
-    st.engine.handshake_hold = true;
-    let mut s = st.build();
+    let mut s = hold_sim(one_vs_fifty(10), true, Some((2 * MS, 100 * MS)));
     s.client.subs[0].syn_rto = 30 * MS;
-    s.engine
-        .learn_paths(client_addr(false, 0).ip(), 2 * MS, 100 * MS, Instant(0));
     transfer(
         &mut s,
         &pattern(2_000, 53),
