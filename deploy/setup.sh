@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 # build-essential/pkg-config/clang/libclang-dev: the DPDK bindings (bindgen + C shim);
 # libdpdk-dev/dpdk: DPDK 22.11; iproute2/ethtool/iputils-ping/util-linux/procps/kmod:
 # the network-namespace labs; python3: the Linux client/server test scripts;
-# socat/mptcpd: the kernel MPTCP proxy baseline (mptcpize); prometheus: the server that
+# socat/mptcpize: the kernel MPTCP proxy baseline (`mptcpize run socat`); prometheus: the server that
 # scrapes hacd in the metrics lab test (its service is not needed: the test runs its own);
 # protobuf-compiler: protoc for the hac.v1 gRPC API (proto/build.rs);
 # nftables/curl: hac-cpe's REDIRECT rules and the unmodified LAN client of the dual-proxy lab.
 PKGS=(build-essential pkg-config python3 iproute2 ethtool iputils-ping util-linux procps kmod
-    libdpdk-dev dpdk libclang-dev clang socat mptcpd prometheus protobuf-compiler nftables curl)
+    libdpdk-dev dpdk libclang-dev clang socat mptcpize prometheus protobuf-compiler nftables curl)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

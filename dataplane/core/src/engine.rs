@@ -168,8 +168,18 @@ const fn unpack(v: u32) -> (u32, usize) {
     (v & 0x00ff_ffff, (v >> 24) as usize)
 }
 
-/// Timer-wheel granularity.
-pub(crate) const TICK_US: u64 = 10_000;
+/// Timer-wheel granularity. Held ACKs (`multipath::AckHold`) and a held SYN-ACK
+/// are released by the wheel when no client segment comes first: a release is
+/// late by up to a tick, and the server takes that lateness as round-trip time.
+/// At 10 ms (until session 11) a 60 ms hold gave the server samples of 60–70 ms
+/// (lab capture, docs/plan.md); 1 ms keeps them within a millisecond, under
+/// the 4 ms of delay growth that ends a CUBIC server's slow start (HyStart).
+/// Goodput in the lab was the same either way (docs/perf.md, session 11).
+pub(crate) const TICK_US: u64 = 1_000;
+
+/// Timer-wheel slots: `TICK_US` × `WHEEL_SLOTS` (16 s) is the horizon within
+/// which a deadline is visited once; later ones are passed over once per turn.
+const WHEEL_SLOTS: usize = 16_384;
 
 impl<P: PacketBuf> Engine<P> {
     /// Shard `shard` of `shards`, with randomness seeded by `seed` (ISNs and keys:
@@ -230,7 +240,7 @@ impl<P: PacketBuf> Engine<P> {
             pending_per_client: HashMap::new(),
             path_memory,
             pool,
-            wheel: TimerWheel::new(4096, TICK_US, now),
+            wheel: TimerWheel::new(WHEEL_SLOTS, TICK_US, now),
             txq: VecDeque::new(),
             fired: Vec::new(),
             counters: Counters::default(),

@@ -672,8 +672,8 @@ impl<P: PacketBuf> Engine<P> {
         // round trip (docs/multipath.md, "Handshake hold").
         let hold = self.handshake_hold_us(id, now);
         if hold > 0 {
-            // The engine's timers fire on 10 ms ticks, rounded up: aimed half a
-            // tick early, the SYN-ACK leaves within 5 ms of the hold.
+            // The engine's timers fire on 1 ms ticks, rounded up: aimed half a
+            // tick early, the SYN-ACK leaves within 0.5 ms of the hold.
             let due = now + core::time::Duration::from_micros(hold - hold.min(TICK_US / 2));
             if let Some(h) = self.conn_mut(id).and_then(|c| c.hs.as_mut()) {
                 h.synack_due = Some(due);

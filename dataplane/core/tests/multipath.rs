@@ -891,7 +891,7 @@ fn handshake_hold_download(configured: bool, learned: bool) -> (MpSim, u64) {
 /// configured, a subscriber whose paths are known to be 2 ms and 100 ms round
 /// trips gets its SYN-ACK 75 ms late (the uncapped ACK hold, 3/4 of 100 ms),
 /// so the server's handshake RTT — BBR's min RTT for its first 10 s — is the
-/// held round trip (2 ms + 75 ms ± the engine's 5 ms timer rounding + the
+/// held round trip (2 ms + 75 ms ± the engine's timer rounding + the
 /// server leg), and the transfer is whole. The connection then keeps the
 /// uncapped hold without the growth probe (whose capped hold is for a server
 /// that measured the fast path in its handshake). Not configured, or no
