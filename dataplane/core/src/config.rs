@@ -26,6 +26,12 @@ pub struct EngineConfig {
     pub transitory_idle: Duration,
     /// Pending Convert requests allowed per client address per shard (RFC 8803 §9.3).
     pub max_pending_per_client: u32,
+    /// Convert Error replies per second per shard (token bucket, burst one second's
+    /// worth; 0: no limit). RFC 8803 §6.2.8: error messages to a client SHOULD be
+    /// rate-limited. Each reply holds a connection slot until its close (SYN-ACK +
+    /// Error, FIN after the client's ACK); over the rate a refused request gets a
+    /// RST instead, which leaves no state.
+    pub error_replies_per_second: u32,
     /// Connections per shard (binding-table capacity).
     pub max_connections: usize,
     /// Connections the binding tables and the connection slab are sized for at
@@ -169,6 +175,7 @@ impl Default for EngineConfig {
             established_idle: Duration::from_secs(2 * 3600 + 4 * 60),
             transitory_idle: Duration::from_secs(240),
             max_pending_per_client: 64,
+            error_replies_per_second: 10_000,
             max_connections: 1 << 20,
             initial_capacity: 1 << 16,
             max_syn_app_data: 1460,

@@ -233,6 +233,9 @@ pub struct Counters {
     /// SYN-ACKs held for the server's handshake RTT
     /// (`EngineConfig::handshake_hold`).
     pub handshake_holds: u64,
+    /// Refused Convert requests answered with a RST instead of an Error reply:
+    /// over `EngineConfig::error_replies_per_second` (RFC 8803 §6.2.8).
+    pub error_replies_limited: u64,
     pub cache_peak_sum: u64,
     pub cache_mean_sum: u64,
     pub cache_peak_max: u64,

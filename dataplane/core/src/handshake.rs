@@ -428,7 +428,9 @@ impl<P: PacketBuf> Engine<P> {
         ReplyBuf { buf, len: n }
     }
 
-    /// Answers a Convert request with a reply that ends the connection.
+    /// Answers a Convert request with a reply that ends the connection; an Error
+    /// reply over `EngineConfig::error_replies_per_second` is a RST instead (RFC
+    /// 8803 §6.2.8: errors SHOULD be rate-limited; the RST leaves no state).
     fn refuse(
         &mut self,
         now: Instant,
@@ -437,6 +439,14 @@ impl<P: PacketBuf> Engine<P> {
         pkt: &mut P,
         seg: &Segment,
     ) -> Action {
+        if !matches!(r, Refusal::InfoOnly)
+            && !self
+                .error_replies
+                .take(now, self.cfg.error_replies_per_second)
+        {
+            self.counters.error_replies_limited += 1;
+            return self.reset_syn(seg, pkt);
+        }
         let payload = seg.payload(pkt.data());
         let mut buf = [0u8; 1020];
         let n = {
@@ -502,6 +512,8 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// RST in answer to a SYN, written in place (RFC 9293 §3.10.7.1 form).
+    ///
+    /// (`ReplyBucket` below is the rate limit of Error replies.)
     fn reset_syn(&mut self, seg: &Segment, pkt: &mut P) -> Action {
         self.reset_syn_with(seg, pkt, false)
     }
@@ -922,5 +934,39 @@ impl<P: PacketBuf> Engine<P> {
             }
         }
         self.arm_rto(id, now);
+    }
+}
+
+/// A token bucket of Convert Error replies (`EngineConfig::error_replies_per_second`):
+/// time credit in microseconds, at most one second's worth.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplyBucket {
+    credit_us: u64,
+    last: Instant,
+}
+
+impl ReplyBucket {
+    pub(crate) fn new(now: Instant) -> Self {
+        ReplyBucket {
+            credit_us: 1_000_000,
+            last: now,
+        }
+    }
+
+    /// One reply at `now` under `per_second` (0: no limit): allowed or not.
+    pub(crate) fn take(&mut self, now: Instant, per_second: u32) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let cost = (1_000_000 / u64::from(per_second)).max(1);
+        let elapsed = now.0.saturating_sub(self.last.0);
+        self.last = Instant(self.last.0.max(now.0));
+        self.credit_us = (self.credit_us + elapsed).min(1_000_000);
+        if self.credit_us >= cost {
+            self.credit_us -= cost;
+            true
+        } else {
+            false
+        }
     }
 }

@@ -8,6 +8,7 @@ mod sim;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hac_core::PacketBuf as _;
 use hac_core::policy::{DestinationRule, Limits, RuleAction, SubscriberSpec};
 use hac_core::pool::Prefix;
 use hac_core::{
@@ -385,4 +386,53 @@ fn pool_range_change_is_refused_and_changes_nothing() {
         panic!()
     };
     assert!(pfx("198.51.100.0/30").contains(a.ip()), "{a}");
+}
+
+/// RFC 8803 §6.2.8: Error replies to clients are rate-limited
+/// (`EngineConfig::error_replies_per_second`, per shard, a burst of one
+/// second's worth). Over the rate a refused request gets a RST, which leaves no
+/// connection state behind, where an Error reply holds a slot until its close.
+#[test]
+fn error_replies_over_the_rate_are_resets_without_state() {
+    let mut cfg = engine_config();
+    cfg.error_replies_per_second = 2;
+    let mut e = Engine::new(cfg, 0, 1, 9, Instant(0)).unwrap();
+    // Our own pool address as the destination: a loop, refused with 32.
+    let target = sa("203.0.113.1:80");
+    let rst = |e: &mut Engine<VecPacket>, now: u64, port: u16| {
+        let b = build(
+            sa(&format!("198.18.1.2:{port}")),
+            SERVICE_V4,
+            SeqNum(1000),
+            SeqNum(0),
+            Flags::SYN,
+            65535,
+            &[],
+            &convert_request(target),
+        );
+        let mut p = VecPacket::from_bytes(&b);
+        let action = e.handle_packet(Instant(now), Port::Access, &mut p);
+        assert_eq!(action, Action::Forward(Port::Access), "a RST in place");
+        let pkt = parse(p.data()).unwrap();
+        assert!(pkt.flags.contains(Flags::RST), "{pkt:?}");
+        assert_eq!(pkt.ack, SeqNum(1001 + convert_request(target).len() as u32));
+    };
+    let c = |p: u16| sa(&format!("198.18.1.2:{p}"));
+    assert_eq!(convert_syn(&mut e, 0, c(1000), target), Answer::Error(32));
+    assert_eq!(convert_syn(&mut e, 1, c(1001), target), Answer::Error(32));
+    rst(&mut e, 2, 1002);
+    rst(&mut e, 3, 1003);
+    assert_eq!(e.connections(), 2, "the resets left no state");
+    // Half a second later, one more reply's worth of credit.
+    assert_eq!(
+        convert_syn(&mut e, 500_010, c(1004), target),
+        Answer::Error(32)
+    );
+    rst(&mut e, 500_020, 1005);
+    assert_eq!(e.counters().error_replies_limited, 3);
+    // A request that is not refused is not limited.
+    assert!(matches!(
+        convert_syn(&mut e, 500_030, c(1006), sa(SERVER)),
+        Answer::ServerSyn(_)
+    ));
 }

@@ -157,6 +157,8 @@ struct RawRoute {
 struct RawConverter {
     addresses: Vec<String>,
     port: u16,
+    /// Convert Error replies per second per worker (0: no limit).
+    error_replies_per_second: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,6 +499,9 @@ impl Config {
         if let Some(s) = mp.path_memory_ttl_s {
             engine.path_memory_ttl = std::time::Duration::from_secs(s);
         }
+        if let Some(n) = raw.converter.error_replies_per_second {
+            engine.error_replies_per_second = n;
+        }
         if let Some(b) = mp.handshake_hold {
             engine.handshake_hold = b;
         }
@@ -700,6 +705,16 @@ lcores = [1]
         assert!(!c.owns(0, "203.0.113.1".parse().unwrap()));
         assert!(c.owns(1, "203.0.113.1".parse().unwrap()));
         assert_eq!(c.routes[0].via, "198.51.100.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn error_replies_per_second_is_read() {
+        let c = Config::parse(LAB).unwrap();
+        assert_eq!(c.engine.error_replies_per_second, 10_000);
+        let c =
+            Config::parse(&LAB.replace("port = 5124", "port = 5124\nerror_replies_per_second = 0"))
+                .unwrap();
+        assert_eq!(c.engine.error_replies_per_second, 0);
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct EngineStats {
     pub ack_hold_growth: [AtomicU64; 2],
     /// SYN-ACKs held for the server's handshake RTT.
     pub handshake_holds: AtomicU64,
+    /// Refused Convert requests answered with a RST (Error reply rate limit).
+    pub error_replies_limited: AtomicU64,
     /// Packets the engine originated.
     pub generated: AtomicU64,
     /// [IPv4, IPv6] pool ports in use / owned by this shard.
@@ -158,6 +160,7 @@ impl EngineStats {
         set(&self.ack_hold_growth[0], c.growth_uncapped);
         set(&self.ack_hold_growth[1], c.growth_capped);
         set(&self.handshake_holds, c.handshake_holds);
+        set(&self.error_replies_limited, c.error_replies_limited);
         set(&self.reinjections, c.reinjections);
         set(&self.generated, c.generated);
         for (i, v6) in [false, true].into_iter().enumerate() {
@@ -341,6 +344,12 @@ const FAMILIES: &[Family] = &[
     family(
         "hac_handshake_holds_total",
         "SYN-ACKs held so that the server's handshake RTT is the held round trip of a subscriber with far-apart paths (multipath.handshake_hold).",
+        COUNTER,
+        &[],
+    ),
+    family(
+        "hac_convert_error_replies_limited_total",
+        "Refused Convert requests answered with a RST instead of an Error reply: over converter.error_replies_per_second (RFC 8803 6.2.8).",
         COUNTER,
         &[],
     ),
@@ -631,6 +640,9 @@ impl HacCollector {
                 s.add(&[("result", "capped")], e(|x| &x.ack_hold_growth[1]));
             }
             "hac_handshake_holds_total" => s.add(&[], e(|x| &x.handshake_holds)),
+            "hac_convert_error_replies_limited_total" => {
+                s.add(&[], e(|x| &x.error_replies_limited))
+            }
             "hac_generated_packets_total" => s.add(&[], e(|x| &x.generated)),
             "hac_pool_ports_in_use"
             | "hac_pool_ports"
