@@ -59,12 +59,8 @@ enum Answer {
     Nothing,
 }
 
-fn convert_syn(
-    e: &mut Engine<VecPacket>,
-    now: u64,
-    client: SocketAddr,
-    target: SocketAddr,
-) -> Answer {
+/// A plain-TCP Convert SYN from `client` (sequence number 1000) asking for `target`.
+fn convert_syn_packet(client: SocketAddr, target: SocketAddr) -> VecPacket {
     let service = if client.is_ipv6() {
         SERVICE_V6
     } else {
@@ -80,7 +76,16 @@ fn convert_syn(
         &[],
         &convert_request(target),
     );
-    let mut p = VecPacket::from_bytes(&b);
+    VecPacket::from_bytes(&b)
+}
+
+fn convert_syn(
+    e: &mut Engine<VecPacket>,
+    now: u64,
+    client: SocketAddr,
+    target: SocketAddr,
+) -> Answer {
+    let mut p = convert_syn_packet(client, target);
     let action = e.handle_packet(Instant(now), Port::Access, &mut p);
     let mut buf = vec![0u8; 2048];
     let mut answer = Answer::Nothing;
@@ -400,17 +405,7 @@ fn error_replies_over_the_rate_are_resets_without_state() {
     // Our own pool address as the destination: a loop, refused with 32.
     let target = sa("203.0.113.1:80");
     let rst = |e: &mut Engine<VecPacket>, now: u64, port: u16| {
-        let b = build(
-            sa(&format!("198.18.1.2:{port}")),
-            SERVICE_V4,
-            SeqNum(1000),
-            SeqNum(0),
-            Flags::SYN,
-            65535,
-            &[],
-            &convert_request(target),
-        );
-        let mut p = VecPacket::from_bytes(&b);
+        let mut p = convert_syn_packet(sa(&format!("198.18.1.2:{port}")), target);
         let action = e.handle_packet(Instant(now), Port::Access, &mut p);
         assert_eq!(action, Action::Forward(Port::Access), "a RST in place");
         let pkt = parse(p.data()).unwrap();
