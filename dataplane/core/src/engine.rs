@@ -146,7 +146,7 @@ pub struct Engine<P> {
     keys: HashKeys,
     pub(crate) pending_per_client: HashMap<IpAddr, u32>,
     /// Convert Error replies allowed (`EngineConfig::error_replies_per_second`).
-    pub(crate) error_replies: crate::handshake::ReplyBucket,
+    pub(crate) error_replies: crate::time::TokenBucket,
     pub(crate) pool: PoolShard,
     wheel: TimerWheel,
     pub(crate) txq: VecDeque<(u32, u32, Tx)>,
@@ -240,7 +240,7 @@ impl<P: PacketBuf> Engine<P> {
             cache_bytes: 0,
             keys,
             pending_per_client: HashMap::new(),
-            error_replies: crate::handshake::ReplyBucket::new(now),
+            error_replies: crate::time::TokenBucket::default(),
             path_memory,
             pool,
             wheel: TimerWheel::new(WHEEL_SLOTS, TICK_US, now),

@@ -439,11 +439,8 @@ impl<P: PacketBuf> Engine<P> {
         pkt: &mut P,
         seg: &Segment,
     ) -> Action {
-        if !matches!(r, Refusal::InfoOnly)
-            && !self
-                .error_replies
-                .take(now, self.cfg.error_replies_per_second)
-        {
+        let rate = u64::from(self.cfg.error_replies_per_second);
+        if !matches!(r, Refusal::InfoOnly) && rate > 0 && !self.error_replies.take(now, rate) {
             self.counters.error_replies_limited += 1;
             return self.reset_syn(seg, pkt);
         }
@@ -512,8 +509,6 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// RST in answer to a SYN, written in place (RFC 9293 §3.10.7.1 form).
-    ///
-    /// (`ReplyBucket` below is the rate limit of Error replies.)
     fn reset_syn(&mut self, seg: &Segment, pkt: &mut P) -> Action {
         self.reset_syn_with(seg, pkt, false)
     }
@@ -934,39 +929,5 @@ impl<P: PacketBuf> Engine<P> {
             }
         }
         self.arm_rto(id, now);
-    }
-}
-
-/// A token bucket of Convert Error replies (`EngineConfig::error_replies_per_second`):
-/// time credit in microseconds, at most one second's worth.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReplyBucket {
-    credit_us: u64,
-    last: Instant,
-}
-
-impl ReplyBucket {
-    pub(crate) fn new(now: Instant) -> Self {
-        ReplyBucket {
-            credit_us: 1_000_000,
-            last: now,
-        }
-    }
-
-    /// One reply at `now` under `per_second` (0: no limit): allowed or not.
-    pub(crate) fn take(&mut self, now: Instant, per_second: u32) -> bool {
-        if per_second == 0 {
-            return true;
-        }
-        let cost = (1_000_000 / u64::from(per_second)).max(1);
-        let elapsed = now.0.saturating_sub(self.last.0);
-        self.last = Instant(self.last.0.max(now.0));
-        self.credit_us = (self.credit_us + elapsed).min(1_000_000);
-        if self.credit_us >= cost {
-            self.credit_us -= cost;
-            true
-        } else {
-            false
-        }
     }
 }

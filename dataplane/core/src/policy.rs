@@ -613,10 +613,8 @@ impl Policy {
 pub(crate) struct Usage {
     pub conns: u32,
     pub ports: u32,
-    /// Token bucket in thousandths of a connection, and when it was last filled.
-    tokens_milli: u64,
-    filled_at: Instant,
-    bucket_init: bool,
+    /// New connections allowed (`Limits::max_new_per_second`).
+    bucket: crate::time::TokenBucket,
 }
 
 /// Entries beyond which idle usage records are swept on the next admission.
@@ -676,23 +674,8 @@ impl PolicyState {
             return Err(Denial::Ports);
         }
         let rate = share(limits.max_new_per_second, shards);
-        if rate > 0 {
-            let cap = rate * 1000;
-            if !u.bucket_init {
-                u.bucket_init = true;
-                u.tokens_milli = cap;
-            } else {
-                let us = now.saturating_since(u.filled_at).as_micros() as u64;
-                u.tokens_milli = cap.min(
-                    u.tokens_milli
-                        .saturating_add(us.saturating_mul(rate) / 1000),
-                );
-            }
-            u.filled_at = now;
-            if u.tokens_milli < 1000 {
-                return Err(Denial::Rate);
-            }
-            u.tokens_milli -= 1000;
+        if rate > 0 && !u.bucket.take(now, rate) {
+            return Err(Denial::Rate);
         }
         Ok(Some(key))
     }
@@ -728,7 +711,7 @@ impl PolicyState {
             };
             if let Some(u) = self.usage.get_mut(&key) {
                 u.ports = u.ports.saturating_sub(1);
-                if u.conns == 0 && u.ports == 0 && !u.bucket_init {
+                if u.conns == 0 && u.ports == 0 && u.bucket.last_use().is_none() {
                     self.usage.remove(&key);
                 }
             }
@@ -741,8 +724,9 @@ impl PolicyState {
         self.usage.retain(|_, u| {
             u.conns > 0
                 || u.ports > 0
-                || (u.bucket_init
-                    && now.saturating_since(u.filled_at) < core::time::Duration::from_secs(10))
+                || u.bucket
+                    .last_use()
+                    .is_some_and(|t| now.saturating_since(t) < core::time::Duration::from_secs(10))
         });
     }
 }

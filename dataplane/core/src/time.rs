@@ -48,3 +48,40 @@ impl Sub<Instant> for Instant {
         self.saturating_since(rhs)
     }
 }
+
+/// A token bucket of events per second with a burst of one second's worth,
+/// in thousandths of an event; full when first used.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TokenBucket {
+    tokens_milli: u64,
+    filled_at: Instant,
+    init: bool,
+}
+
+impl TokenBucket {
+    /// When it was last used, if ever.
+    pub(crate) fn last_use(&self) -> Option<Instant> {
+        self.init.then_some(self.filled_at)
+    }
+
+    /// One event at `now` under `per_second` (> 0): allowed (and counted) or not.
+    pub(crate) fn take(&mut self, now: Instant, per_second: u64) -> bool {
+        let cap = per_second * 1000;
+        if self.init {
+            let us = now.saturating_since(self.filled_at).as_micros() as u64;
+            self.tokens_milli = cap.min(
+                self.tokens_milli
+                    .saturating_add(us.saturating_mul(per_second) / 1000),
+            );
+        } else {
+            self.init = true;
+            self.tokens_milli = cap;
+        }
+        self.filled_at = now;
+        if self.tokens_milli < 1000 {
+            return false;
+        }
+        self.tokens_milli -= 1000;
+        true
+    }
+}
