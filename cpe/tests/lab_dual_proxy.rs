@@ -247,10 +247,16 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &["--port", "8080"])
+    }
+
+    /// With further arguments for http_server.py (`--port` among them).
+    fn start_with(dir: &Path, args: &[&str]) -> Server {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns("server"), "python3", "-u"])
             .arg(repo().join("cpe/tests/scripts/http_server.py"))
-            .args(["--port", "8080", "--lifetime", "900", "--dir"])
+            .args(args)
+            .args(["--lifetime", "900", "--dir"])
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -444,6 +450,31 @@ fn dual_proxy_lab() {
         90,
     );
     assert_eq!((code, out.as_str()), (0, "65536"), "IPv6: {err}");
+
+    // 5. A server that speaks MPTCP itself (RFC 8803 §5.1): hac-cpe's Extended
+    // Connect lists MPTCP, hacd offers MP_CAPABLE to the server and reports its
+    // SYN-ACK options, and hac-cpe remembers the server (`mptcp.servers =
+    // "learn"`, the default). The server falls back to TCP toward hacd; the
+    // download goes through the concentrator as any other.
+    let learned0 = metric(&cpe_metrics(), "hac_cpe_mptcp_servers");
+    let mptcp_server = Server::start_with(&www, &["--port", "8081", "--mptcp"]);
+    let (code, out, err) = curl(
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "http://198.51.100.2:8081/small.bin",
+        ],
+        90,
+    );
+    assert_eq!((code, out.as_str()), (0, "65536"), "MPTCP server: {err}");
+    let m = cpe_metrics();
+    assert!(
+        metric(&m, "hac_cpe_mptcp_servers") >= learned0 + 1.0,
+        "the MPTCP server was not learned: {m}"
+    );
+    drop(mptcp_server);
 
     let mut log = String::new();
     let _ = std::fs::File::open(format!("/run/{PREFIX}-lab/cpe.log"))

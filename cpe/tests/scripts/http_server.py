@@ -7,7 +7,8 @@ GET /barrier/N/SIZE  waits until N barrier requests are open at once (or
                      then sends SIZE bytes: proves N connections were open through
                      the gateway at the same time
 
-Listens on --bind:--port with a 4096 backlog. Bounded: --lifetime seconds, and it
+Listens on --bind:--port with a 4096 backlog; with --mptcp an IPPROTO_MPTCP
+listener on IPv4 (a server that speaks MPTCP itself, RFC 8803 §5.1). Bounded: --lifetime seconds, and it
 exits when its stdin reaches EOF (the test died). One JSON line per event on stdout.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 
 CHUNK = 256 << 10
@@ -40,6 +42,8 @@ async def main():
     ap.add_argument("--barrier-timeout", type=float, default=60)
     ap.add_argument("--barrier-hold", type=float, default=3,
                     help="seconds all N stay open after the last arrived, before answers")
+    ap.add_argument("--mptcp", action="store_true",
+                    help="IPPROTO_MPTCP listener (IPv4 only)")
     a = ap.parse_args()
     barrier = Barrier()
 
@@ -88,9 +92,16 @@ async def main():
             except Exception:
                 pass
 
-    server = await asyncio.start_server(
-        handle, None if a.bind == "any" else a.bind, a.port, backlog=4096
-    )
+    if a.mptcp:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)  # IPPROTO_MPTCP
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0" if a.bind == "any" else a.bind, a.port))
+        s.listen(4096)
+        server = await asyncio.start_server(handle, sock=s)
+    else:
+        server = await asyncio.start_server(
+            handle, None if a.bind == "any" else a.bind, a.port, backlog=4096
+        )
     emit(event="ready", port=a.port)
     loop = asyncio.get_running_loop()
     stdin_eof = loop.run_in_executor(None, sys.stdin.read)

@@ -312,6 +312,10 @@ pub(crate) struct Handshake<P> {
     pub reply_info: bool,
     /// Extended Connect: the reply carries the server's SYN-ACK options.
     pub reply_extended: bool,
+    /// The Extended Connect listed MPTCP (kind 30): our SYN to the server offers
+    /// MP_CAPABLE, so the server's SYN-ACK options (the Extended TCP Header) show
+    /// whether it speaks MPTCP (RFC 8803 §5.1, §6.2.5).
+    pub server_mptcp: bool,
     /// Our ADD_ADDR announcements (RFC 8684 §3.4.1) not yet echoed by the client:
     /// bit i is `EngineConfig::announce[i]` (address ID i + 1). Kept here, out of
     /// line, for the few round trips the exchange takes (the box stays until then).
@@ -339,6 +343,7 @@ impl<P> Handshake<P> {
             reply: Box::default(),
             reply_info: false,
             reply_extended: false,
+            server_mptcp: false,
             adv_pending: 0,
             adv_tries: 0,
             mp_fail_sent: false,

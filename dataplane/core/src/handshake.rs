@@ -287,6 +287,9 @@ impl<P: PacketBuf> Engine<P> {
             // asked.
             hs.reply_info = req.info;
             hs.reply_extended = connect.is_extended();
+            // RFC 8803 §6.2.5: an option listed without value is put in our SYN
+            // with a value of our own; for MPTCP that is an MP_CAPABLE SYN.
+            hs.server_mptcp = connect.options().any(|o| o.kind == 30);
         }
         let reply = self.ok_reply(req.info, false, &[]);
         conn.set_reply(&reply, now);

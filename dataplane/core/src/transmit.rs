@@ -115,6 +115,23 @@ impl<P: PacketBuf> Engine<P> {
                     c.c_offered_ts.then(|| (c.tsval(now), 0)),
                     c.c_offered_ws.then_some(c.leg.c_ws),
                 );
+                if c.hs.as_ref().is_some_and(|h| h.server_mptcp) {
+                    // RFC 8803 §5.1, §6.2.5: the client asked whether the server
+                    // speaks MPTCP. Its answer is in its SYN-ACK's options, which
+                    // the Extended TCP Header carries back. Our handshake ACK has no
+                    // MP_CAPABLE, so the server falls back to TCP (RFC 8684 §3.1:
+                    // the third ACK echoes the keys; Linux's listener falls back
+                    // without it, `MPTcpExtMPCapableFallbackACK`).
+                    let m = MpCapableRepr {
+                        version: 1,
+                        flags: MpCapableFlags(MpCapableFlags::H),
+                        form: MpCapableForm::Syn,
+                    };
+                    let mut o = [0u8; 4];
+                    if let Ok(n) = m.emit(&mut o) {
+                        let _ = b.push_raw(&o[..n]);
+                    }
+                }
                 port = Port::Core;
                 (out_src, out_dst) = (c.pool, c.server);
                 (seq, ack, flags, window, payload) =

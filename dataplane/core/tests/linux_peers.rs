@@ -604,3 +604,86 @@ fn checksum_failure_falls_back(tag: &str, v6: bool) {
     assert_eq!((res.bytes_recv, srv.bytes_sent), (down, down));
     assert_eq!(res.recv_sha256, srv.sent_sha256, "download changed");
 }
+
+/// RFC 8803 §5.1 (fig. 11) with a Linux MPTCP server: the client's Extended Connect
+/// lists MPTCP, so the engine offers MP_CAPABLE in its SYN; the server's SYN-ACK
+/// options (its MP_CAPABLE with its key) come back in the Extended TCP Header; our
+/// handshake ACK carries no MP_CAPABLE and Linux falls back to TCP
+/// (`MPCapableFallbackACK`); the transfer is converted as usual.
+fn mptcp_server_is_reported(tag: &str, dest: SocketAddr, v6_client: bool) {
+    if skip_unless_root(tag) {
+        return;
+    }
+    let mut lab = Lab::new(tag).expect("lab");
+    lab.restart_server(&["--mptcp"]).expect("MPTCP server");
+    let mut spec = ClientSpec::convert(dest)
+        .request_in_syn(true)
+        .up(MB)
+        .down(MB);
+    spec.convert = Some(hac_harness::convert_extended_connect_request(dest, &[30]));
+    if v6_client {
+        spec.target = SocketAddr::new(CONVERTER_V6.into(), CONVERT_PORT);
+    }
+    let ((res, srv), t) = lab.run_with(EngineTranslator::new(), |lab| {
+        let res = lab.run_client(&spec).expect("client");
+        let srv = lab.wait_server_record(&res.id, Duration::from_secs(20));
+        (res, srv)
+    });
+    assert_eq!(
+        res.convert,
+        ConvertOutcome::Ok,
+        "{res:?}\ncounters: {:?}",
+        t.engine.counters()
+    );
+    let srv = srv.unwrap_or_else(|| panic!("no server record: {res:?}"));
+    res.check_transfer(&srv, MB, MB)
+        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+    assert_eq!(res.fallback, Some(false), "the client fell back to TCP");
+    // Extended TCP Header (type 20): two unassigned bytes, then the server's
+    // SYN-ACK options; an MP_CAPABLE is kind 30 with subtype 0.
+    let ext = res
+        .tlvs
+        .iter()
+        .find(|(ty, _)| *ty == 20)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no Extended TCP Header: {res:?}"));
+    let opts = &ext[2..];
+    let mut i = 0;
+    let mut mpc = false;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            k => {
+                let len = usize::from(*opts.get(i + 1).unwrap_or(&0)).max(2);
+                if k == 30 && opts.get(i + 2).is_some_and(|b| b >> 4 == 0) {
+                    mpc = true;
+                }
+                i += len;
+            }
+        }
+    }
+    assert!(mpc, "no MP_CAPABLE in the server's options: {opts:02x?}");
+    let counters = lab.mptcp_counters(Ns::Server).expect("nstat");
+    let get = |k: &str| counters.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+    assert!(get("MPTcpExtMPCapableSYNRX") >= 1, "{counters:?}");
+    assert!(get("MPTcpExtMPCapableFallbackACK") >= 1, "{counters:?}");
+}
+
+#[test]
+fn mptcp_server_is_reported_in_the_extended_tcp_header_v4() {
+    mptcp_server_is_reported(
+        "e2e-mpsrv4",
+        SocketAddr::new(SERVER_V4.into(), SERVER_PORT),
+        false,
+    );
+}
+
+#[test]
+fn mptcp_server_is_reported_in_the_extended_tcp_header_v6() {
+    mptcp_server_is_reported(
+        "e2e-mpsrv6",
+        SocketAddr::new(SERVER_V6.into(), SERVER_PORT),
+        true,
+    );
+}

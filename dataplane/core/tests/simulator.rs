@@ -421,6 +421,80 @@ fn libconvert_style_client_waits_for_the_reply() {
     transfer(&mut s, &pattern(10_000, 13), &pattern(10_000, 14));
 }
 
+/// A Convert request with an Extended Connect to `target` listing MPTCP without
+/// a value (RFC 8803 §6.2.5: "MPTCP, please").
+fn extended_connect_mptcp(target: std::net::SocketAddr) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let mut b = hac_wire::convert::MessageBuilder::new(&mut buf).unwrap();
+    b.connect_with_options(
+        target,
+        &[hac_wire::convert::TcpOpt {
+            kind: 30,
+            value: &[],
+        }],
+    )
+    .unwrap();
+    let n = b.finish().unwrap();
+    buf[..n].to_vec()
+}
+
+/// The options of the Extended TCP Header TLV of a Convert reply, if it has one.
+fn extended_tcp_header(reply: &[u8]) -> Option<Vec<u8>> {
+    let m = hac_wire::convert::Message::parse(reply).expect("reply parses");
+    m.tlvs().find_map(|t| match t {
+        Ok(hac_wire::convert::Tlv::ExtendedTcpHeader { options }) => Some(options.to_vec()),
+        _ => None,
+    })
+}
+
+/// An MP_CAPABLE among raw TCP options (kind 30, subtype 0).
+fn has_mp_capable(opts: &[u8]) -> bool {
+    // The raw MPTCP option includes its kind and length bytes.
+    hac_wire::tcp_options::TcpOptions::new(opts).any(|o| {
+        matches!(o, Ok(hac_wire::tcp_options::TcpOption::Mptcp(m)) if m.get(2).is_some_and(|b| b >> 4 == 0))
+    })
+}
+
+/// RFC 8803 §5.1 (fig. 11), §6.2.5: a client listing MPTCP in an Extended Connect
+/// learns whether the server speaks MPTCP. Our SYN offers MP_CAPABLE; the server's
+/// SYN-ACK options, its MP_CAPABLE among them, come back in the Extended TCP Header;
+/// our handshake ACK has none, so the server falls back to TCP and the connection
+/// is converted as usual.
+#[test]
+fn extended_connect_listing_mptcp_asks_the_server_and_reports_its_answer() {
+    let mut setup = Setup::v4();
+    setup.client.convert = Some(extended_connect_mptcp(setup.client.target));
+    setup.server.mptcp = true;
+    let mut s = conn_established(setup);
+    let syn = core_syns(&s).remove(0);
+    let c = syn.capable().expect("MP_CAPABLE in our SYN to the server");
+    assert_eq!(c.version, 1);
+    assert_eq!(c.form, MpCapableForm::Syn);
+    assert!(c.flags.hmac_sha256() && !c.flags.checksum_required());
+    let opts = extended_tcp_header(s.client.reply().unwrap()).expect("Extended TCP Header");
+    assert!(
+        has_mp_capable(&opts),
+        "server's MP_CAPABLE not reported: {opts:02x?}"
+    );
+    assert!(s.server.fell_back, "the server did not fall back to TCP");
+    transfer(&mut s, &pattern(20_000, 19), &pattern(20_000, 20));
+}
+
+/// The same request to a server without MPTCP: its SYN-ACK has no MP_CAPABLE, and
+/// neither has the Extended TCP Header. A Base Connect offers nothing to the server
+/// (`server_syn_leaves_at_once_with_clamped_mss_and_no_mptcp_or_tfo`).
+#[test]
+fn extended_connect_listing_mptcp_to_a_tcp_server_reports_no_mptcp() {
+    let mut setup = Setup::v4();
+    setup.client.convert = Some(extended_connect_mptcp(setup.client.target));
+    let mut s = conn_established(setup);
+    assert!(core_syns(&s)[0].capable().is_some());
+    let opts = extended_tcp_header(s.client.reply().unwrap()).expect("Extended TCP Header");
+    assert!(!has_mp_capable(&opts), "{opts:02x?}");
+    assert!(!s.server.mpc_offered);
+    transfer(&mut s, &pattern(5_000, 21), &pattern(5_000, 22));
+}
+
 /// With checksums the SYN-ACK's MSS leaves room for a DSS (28 bytes): a Linux client
 /// that falls back after MP_FAIL sizes its segments without MPTCP options, yet the
 /// one carrying its infinite mapping has a DSS, and would exceed the MTU

@@ -18,6 +18,24 @@ pub fn convert_connect_request(dest: SocketAddr) -> Vec<u8> {
     m
 }
 
+/// As [`convert_connect_request`], with an Extended Connect (RFC 8803 §6.2.5)
+/// listing each of `kinds` without a value (`kind, 2`), zero-padded to 4 bytes:
+/// e.g. `[30]` asks the converter to try MPTCP toward the server.
+#[must_use]
+pub fn convert_extended_connect_request(dest: SocketAddr, kinds: &[u8]) -> Vec<u8> {
+    let mut m = convert_connect_request(dest);
+    for &k in kinds {
+        m.extend_from_slice(&[k, 2]);
+    }
+    while !m.len().is_multiple_of(4) {
+        m.push(0);
+    }
+    let words = u8::try_from(m.len() / 4).expect("a short message");
+    m[1] = words;
+    m[5] = words - 1;
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +59,19 @@ mod tests {
         let (req, off) = hac_wire::convert::ConnectRequest::parse(&m).unwrap();
         assert_eq!(off, 24);
         assert_eq!(req.connect.unwrap().remote(), dest);
+    }
+
+    #[test]
+    fn extended_connect_request_lists_kinds_without_value() {
+        let dest: SocketAddr = "192.0.2.10:443".parse().unwrap();
+        let m = convert_extended_connect_request(dest, &[30]);
+        assert_eq!(m.len(), 28);
+        assert_eq!(&m[..6], &[0x01, 0x07, 0x22, 0x63, 0x0A, 0x06]);
+        assert_eq!(&m[24..], &[30, 2, 0, 0]);
+        let (req, off) = hac_wire::convert::ConnectRequest::parse(&m).unwrap();
+        assert_eq!(off, 28);
+        let c = req.connect.unwrap();
+        assert!(c.is_extended());
+        assert_eq!(c.options().map(|o| o.kind).collect::<Vec<_>>(), [30]);
     }
 }

@@ -321,14 +321,26 @@ impl Lab {
     }
 
     fn start_server(&mut self) -> io::Result<()> {
+        self.restart_server(&[])
+    }
+
+    /// Replaces the test server with one started with further script
+    /// arguments, e.g. `--mptcp` (an `IPPROTO_MPTCP` listener).
+    ///
+    /// # Errors
+    /// The new server could not be started.
+    pub fn restart_server(&mut self, extra: &[&str]) -> io::Result<()> {
+        // The old one goes first: the new one binds the same port.
+        self.server = None;
         let script = self.scripts.join("server.py");
         let binds = [SERVER_V4.to_string(), SERVER_V6.to_string()];
-        self.server = Some(TestServer::start(
+        self.server = Some(TestServer::start_with(
             &self.server_ns,
             &self.python,
             &script,
             &binds,
             SERVER_PORT,
+            extra,
         )?);
         Ok(())
     }

@@ -34,7 +34,7 @@ mod server;
 mod util;
 
 pub use client::{ClientHandle, ClientResult, ClientSpec, ConvertOutcome, ServerRecord};
-pub use convert::convert_connect_request;
+pub use convert::{convert_connect_request, convert_extended_connect_request};
 pub use lab::{Lab, Ns, skip_unless_root};
 pub use pump::{BATCH, PumpStats, QUEUE, Side, TICK, Translator};
 pub use server::{Peers, TestServer};

@@ -1652,6 +1652,10 @@ pub struct ServerCfg {
     /// Retransmit the first hole when a SACK block shows data above it (once per
     /// cumulative ACK, RFC 6675's first loss; the RTO remains the backstop).
     pub sack_recovery: bool,
+    /// An MPTCP listener (as Linux's): an MP_CAPABLE SYN gets MP_CAPABLE with its
+    /// key in the SYN-ACK, and a handshake ACK without MP_CAPABLE makes it fall
+    /// back to TCP (RFC 8684 §3.1; Linux `MPTcpExtMPCapableFallbackACK`).
+    pub mptcp: bool,
     pub seed: u64,
 }
 
@@ -1669,6 +1673,7 @@ impl ServerCfg {
             slow_start_after_rto: false,
             initial_window: 0,
             sack_recovery: false,
+            mptcp: false,
             seed: 2,
         }
     }
@@ -1715,6 +1720,10 @@ pub struct Server {
     /// takes none after a SYN-ACK retransmission).
     synack_first: Option<u64>,
     pub handshake_rtt: Option<u64>,
+    /// Our SYN-ACK carried MP_CAPABLE (`ServerCfg::mptcp` and an MP_CAPABLE SYN).
+    pub mpc_offered: bool,
+    /// The handshake ACK came without MP_CAPABLE after `mpc_offered`: plain TCP.
+    pub fell_back: bool,
     pub rx: Reasm,
     pub peer_fin: Option<u64>,
     pub out: Vec<Vec<u8>>,
@@ -1770,6 +1779,8 @@ impl Server {
             synack_at: None,
             synack_first: None,
             handshake_rtt: None,
+            mpc_offered: false,
+            fell_back: false,
             rx: Reasm::default(),
             peer_fin: None,
             out: Vec::new(),
@@ -1930,7 +1941,20 @@ impl Server {
                 push(b, &TcpOption::NoOperation);
                 push(b, &TcpOption::WindowScale(w));
             }
+            if self.cfg.mptcp && syn.capable().is_some() {
+                push_mpc(
+                    b,
+                    MpCapableRepr {
+                        version: 1,
+                        flags: MpCapableFlags(MpCapableFlags::H),
+                        form: MpCapableForm::SynAck {
+                            sender_key: 0x5e4e_0000_0000_0001,
+                        },
+                    },
+                );
+            }
         });
+        self.mpc_offered = self.cfg.mptcp && syn.capable().is_some();
         let p = build(
             self.cfg.addr,
             syn.src,
@@ -2058,7 +2082,12 @@ impl Server {
         if p.dst != self.cfg.addr {
             return self.anomaly(now, format!("packet for {}", p.dst));
         }
-        if !p.mptcp.is_empty() || p.fast_open {
+        // An MP_CAPABLE SYN is the converter asking whether the server speaks
+        // MPTCP (RFC 8803 §5.1: the client listed kind 30); every other MPTCP
+        // option toward a server is an anomaly, as is TFO.
+        let mpc_syn = p.is_syn()
+            && matches!(p.mptcp.as_slice(), [Mp::Capable(c)] if c.form == MpCapableForm::Syn);
+        if (!p.mptcp.is_empty() && !mpc_syn) || p.fast_open {
             self.anomaly(now, "MPTCP or TFO option toward the server");
         }
         let mtu = usize::from(self.cfg.mss) + 20 + p.ip_len;
@@ -2124,6 +2153,8 @@ impl Server {
             if p.flags.ack() && p.ack == self.isn + 1 {
                 self.state = SState::Established;
                 self.synack_at = None;
+                // Any MPTCP option here was an anomaly above.
+                self.fell_back = self.mpc_offered;
                 self.handshake_rtt = self
                     .synack_first
                     .filter(|&t| t != u64::MAX)
