@@ -651,7 +651,12 @@ impl<P: PacketBuf> Engine<P> {
                     c.leg.c_ws = 0;
                 }
             }
-            c.s_win = u32::from(seg.window) << c.s_ws.min(14);
+            // RFC 7323 §2.2: the window of a segment with SYN set is never
+            // scaled. (Scaled, the SYN-ACK's 65,160 read as 64 MB toward a
+            // client with shift 10: Linux MPTCP keeps the right edge of the
+            // largest window it saw, `msk->wnd_end`, and then sent far beyond
+            // what the server could take.)
+            c.s_win = u32::from(seg.window);
             c.s_ack = seg.ack;
             c.state = State::SynAckSent;
             (info, extended) =

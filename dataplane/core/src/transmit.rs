@@ -226,10 +226,11 @@ impl<P: PacketBuf> Engine<P> {
                 port = Port::Access;
                 (out_src, out_dst) = (c.leg.service, c.leg.client);
                 // Acknowledge the whole SYN payload (brief §6.7).
+                // RFC 7323 §2.2: a SYN-ACK's window is never scaled.
                 let win = if c.state == State::ReplyClose {
                     1024
                 } else {
-                    rescale(c.s_win, c.leg.e_ws)
+                    rescale(c.s_win, 0)
                 };
                 (seq, ack, flags, window, payload) = (
                     c.leg.e_isn,
@@ -459,7 +460,8 @@ impl<P: PacketBuf> Engine<P> {
                     leg.e_isn,
                     leg.c_isn + 1,
                     Flags::SYN | Flags::ACK,
-                    rescale(c.s_win, leg.e_ws),
+                    // RFC 7323 §2.2: a SYN-ACK's window is never scaled.
+                    rescale(c.s_win, 0),
                     &[],
                 );
             }

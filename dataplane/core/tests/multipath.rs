@@ -1225,8 +1225,15 @@ fn dsl_and_lte_upload_aggregates() {
 }
 
 /// Both directions at once over DSL and LTE (independent link directions; the ACKs
-/// of one direction queue behind the data of the other, so 0.6 of the sum each
-/// way).
+/// of one direction queue behind the data of the other): 0.6 of the sum up, 0.5
+/// down. Until session 12 this asked 0.6 down too, and passed only because our
+/// SYN-ACK's window was wrongly scaled (RFC 7323 §2.2): the client took a 64 MB
+/// data-level window, and its upload then left LTE's uplink to our download's
+/// ACKs. With the window right, this model's client (no congestion control, a
+/// fixed window per subflow) keeps LTE's uplink full and the download's ACKs on
+/// LTE wait behind it: 0.50 down, 0.70 up. In the lab with real Linux the same
+/// fix made both directions at once faster (20 MB each way: median 4.3 s
+/// against 6.8 s; the kernel proxy 4.9 s, 0.57 of the sum each way).
 #[test]
 fn dsl_and_lte_both_directions_at_once() {
     let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
@@ -1247,7 +1254,7 @@ fn dsl_and_lte_both_directions_at_once() {
             s.summary()
         );
     }
-    assert!(d.down_us() <= bound_us(&s, n, rd, 0.6), "{}", s.summary());
+    assert!(d.down_us() <= bound_us(&s, n, rd, 0.5), "{}", s.summary());
     assert!(d.up_us() <= bound_us(&s, n, ru, 0.6), "{}", s.summary());
     assert_no_server_retransmissions(&s);
 }
@@ -1326,7 +1333,16 @@ fn lte_loss_one_percent_upload() {
         s.client.subs[0].rtos
     );
     assert!(s.up[1].lost > 0);
-    assert_eq!(lte_sub.rtos, 0, "LTE timed out: {}", s.summary());
+    // No repair by timeout. A spurious one (the model's fixed window queues
+    // up to 217 ms on LTE's uplink, past its RTO; the segment was not lost) is
+    // not one: it appeared with the corrected SYN-ACK window (session 12), the
+    // queue the same as before.
+    assert_eq!(
+        lte_sub.rtos - lte_sub.spurious_rtos,
+        0,
+        "LTE timed out: {}",
+        s.summary()
+    );
     assert!(
         lte_sub.tx_retransmits <= 4 * s.up[1].lost,
         "{} retransmissions for {} losses: {}",

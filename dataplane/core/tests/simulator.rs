@@ -421,6 +421,32 @@ fn libconvert_style_client_waits_for_the_reply() {
     transfer(&mut s, &pattern(10_000, 13), &pattern(10_000, 14));
 }
 
+/// RFC 7323 §2.2: the window of a segment with SYN set is never scaled — neither
+/// the server's SYN-ACK to us nor ours to the client. The server offers 65,535
+/// bytes; our SYN-ACK offers as much, and the Convert reply (the client's first
+/// segment read with a shift) no more once scaled. With the server's shift
+/// applied to its SYN-ACK's window the reply offered 64 MB: Linux MPTCP keeps the
+/// largest right edge it has seen (`msk->wnd_end`) and then sent far beyond what
+/// the server could take (lab, session 12: uploads stalled on timeouts).
+#[test]
+fn syn_ack_windows_are_never_scaled() {
+    let s = conn_established(Setup::v4());
+    let sa = s.client.synack.clone().unwrap();
+    assert_eq!(sa.window, u16::MAX, "our SYN-ACK's window");
+    let shift = sa.ws.expect("window scaling on the client leg");
+    assert!(shift > 0);
+    let reply = s
+        .sent_on(Port::Access)
+        .into_iter()
+        .find(|p| !p.is_syn() && !p.payload.is_empty())
+        .expect("the Convert reply");
+    let offered = u64::from(reply.window) << shift;
+    assert!(
+        offered <= u64::from(u16::MAX) + (1 << shift),
+        "the reply offers {offered} bytes; the server offered 65535"
+    );
+}
+
 /// A Convert request with an Extended Connect to `target` listing MPTCP without
 /// a value (RFC 8803 §6.2.5: "MPTCP, please").
 fn extended_connect_mptcp(target: std::net::SocketAddr) -> Vec<u8> {
