@@ -362,7 +362,13 @@ fn plain_tcp_convert_client() {
 
 /// Runs one client through the engine and checks the transfer and the fallback state
 /// (`None`: not an MPTCP socket, so not checked).
-fn check_run(lab: &Lab, spec: &ClientSpec, up: u64, down: u64, fallback: Option<bool>) {
+fn check_run(
+    lab: &Lab,
+    spec: &ClientSpec,
+    up: u64,
+    down: u64,
+    fallback: Option<bool>,
+) -> hac_harness::ClientResult {
     let ((res, srv), t) = lab.run_with(EngineTranslator::new(), |lab| {
         let res = lab.run_client(spec).expect("client");
         let srv = lab.wait_server_record(&res.id, Duration::from_secs(20));
@@ -385,6 +391,7 @@ fn check_run(lab: &Lab, spec: &ClientSpec, up: u64, down: u64, fallback: Option<
     if fallback.is_some() {
         assert_eq!(res.fallback, fallback, "{res:?}");
     }
+    res
 }
 
 /// Drops the first `n` packets the engine sends toward the server.
@@ -624,21 +631,7 @@ fn mptcp_server_is_reported(tag: &str, dest: SocketAddr, v6_client: bool) {
     if v6_client {
         spec.target = SocketAddr::new(CONVERTER_V6.into(), CONVERT_PORT);
     }
-    let ((res, srv), t) = lab.run_with(EngineTranslator::new(), |lab| {
-        let res = lab.run_client(&spec).expect("client");
-        let srv = lab.wait_server_record(&res.id, Duration::from_secs(20));
-        (res, srv)
-    });
-    assert_eq!(
-        res.convert,
-        ConvertOutcome::Ok,
-        "{res:?}\ncounters: {:?}",
-        t.engine.counters()
-    );
-    let srv = srv.unwrap_or_else(|| panic!("no server record: {res:?}"));
-    res.check_transfer(&srv, MB, MB)
-        .unwrap_or_else(|e| panic!("{e}: {res:?}"));
-    assert_eq!(res.fallback, Some(false), "the client fell back to TCP");
+    let res = check_run(&lab, &spec, MB, MB, Some(false));
     // Extended TCP Header (type 20): two unassigned bytes, then the server's
     // SYN-ACK options; an MP_CAPABLE is kind 30 with subtype 0.
     let ext = res
