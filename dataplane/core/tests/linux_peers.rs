@@ -641,21 +641,10 @@ fn mptcp_server_is_reported(tag: &str, dest: SocketAddr, v6_client: bool) {
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no Extended TCP Header: {res:?}"));
     let opts = &ext[2..];
-    let mut i = 0;
-    let mut mpc = false;
-    while i < opts.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            k => {
-                let len = usize::from(*opts.get(i + 1).unwrap_or(&0)).max(2);
-                if k == 30 && opts.get(i + 2).is_some_and(|b| b >> 4 == 0) {
-                    mpc = true;
-                }
-                i += len;
-            }
-        }
-    }
+    // The raw MPTCP option includes its kind and length bytes.
+    let mpc = hac_wire::tcp_options::TcpOptions::new(opts).any(|o| {
+        matches!(o, Ok(hac_wire::tcp_options::TcpOption::Mptcp(m)) if m.get(2).is_some_and(|b| b >> 4 == 0))
+    });
     assert!(mpc, "no MP_CAPABLE in the server's options: {opts:02x?}");
     let counters = lab.mptcp_counters(Ns::Server).expect("nstat");
     let get = |k: &str| counters.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
