@@ -434,6 +434,18 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
+    /// The client's bytes on this subflow we have acknowledged: our highest
+    /// subflow ACK, or the start of its data (after the SYN and the SYN's payload)
+    /// before we sent one.
+    pub fn settled(&self) -> SeqNum {
+        let start = self.c_isn + 1 + self.syn_len;
+        if self.c_ack_sent.diff(start) < 0 {
+            start
+        } else {
+            self.c_ack_sent
+        }
+    }
+
     /// The leg a client SYN opens: its addresses, sequence numbers and options;
     /// our ISN `e_isn`, timestamps `ts` on the leg, our window shift `e_ws`.
     pub fn from_syn(seg: &crate::segment::Segment, e_isn: SeqNum, ts: bool, e_ws: u8) -> Leg {
@@ -711,8 +723,9 @@ impl<P> Conn<P> {
     }
 
     /// SACK blocks for our ACK `ack` (= `subflow_ack(k)`) on bonded subflow `k`
-    /// (SACK negotiated there: the client offered it and our SYN-ACK granted it),
-    /// see `Path::rcv_sack_blocks`.
+    /// (SACK negotiated there: the client offered it and our SYN-ACK granted it):
+    /// its bytes above a hole on the access path (`Path::rcv_sack_blocks`), else
+    /// above bytes the server lacks (`Path::server_sack_blocks`).
     pub(crate) fn client_sack(
         &self,
         k: usize,
@@ -720,9 +733,31 @@ impl<P> Conn<P> {
     ) -> crate::multipath::heapless_blocks::Blocks {
         match &self.mp {
             Some(m) if self.bonded() && self.legk(k).c_sack && self.s_sack => {
-                m.paths[k].rcv_sack_blocks(ack)
+                let b = m.paths[k].rcv_sack_blocks(ack);
+                if b.is_empty() {
+                    m.paths[k].server_sack_blocks(ack, self.server_acked_index(), &m.up_sacked)
+                } else {
+                    b
+                }
             }
             _ => crate::multipath::heapless_blocks::Blocks::default(),
+        }
+    }
+
+    /// Whether bonded subflow `k` carried client bytes the server lacks while it
+    /// holds later ones of the same subflow (`Path::server_sack_blocks`): each
+    /// server ACK that shows it becomes a duplicate ACK with SACK there.
+    pub(crate) fn server_hole(&self, k: usize) -> bool {
+        match &self.mp {
+            Some(m) if self.bonded() && self.legk(k).c_sack && self.s_sack => {
+                let p = &m.paths[k];
+                let ack = self.subflow_ack(k);
+                p.rcv_sack_blocks(ack).is_empty()
+                    && !p
+                        .server_sack_blocks(ack, self.server_acked_index(), &m.up_sacked)
+                        .is_empty()
+            }
+            _ => false,
         }
     }
 
@@ -734,7 +769,10 @@ impl<P> Conn<P> {
         let base = leg.c_isn + 1 + leg.syn_len;
         let idx = self.server_acked_index();
         let through_maps = match &self.mp {
-            Some(m) if self.bonded() => m.paths.get(k).and_then(|p| p.ack_through_maps(idx)),
+            Some(m) if self.bonded() => m
+                .paths
+                .get(k)
+                .and_then(|p| p.ack_through_maps(idx, &m.up_sacked, leg.settled())),
             _ => None,
         };
         let mut ack = if let Some(a) = through_maps {

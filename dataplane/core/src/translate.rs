@@ -340,10 +340,16 @@ impl<P: PacketBuf> Engine<P> {
             let l = c.legk_mut(k);
             l.c_ssn_delta = i64::from(m.ssn) - m.dsn.diff(client_idsn);
             let seq0 = l.c_isn + l.syn_len + m.ssn;
+            let settled = l.settled();
             if let Some(mp) = c.mp.as_mut() {
                 let u0 = m.dsn.diff(client_idsn + 1);
                 if u0 >= 0 {
-                    mp.paths[k].note_mapping(u0 as u64, seq0, m.len - u32::from(m.data_fin));
+                    mp.paths[k].note_mapping(
+                        u0 as u64,
+                        seq0,
+                        m.len - u32::from(m.data_fin),
+                        settled,
+                    );
                 }
             }
             let end = m.dsn + u64::from(m.len);
@@ -662,6 +668,23 @@ impl<P: PacketBuf> Engine<P> {
                 c.s_ts_recent = tsval;
             }
             c.s_win = u32::from(seg.window) << c.s_ws.min(14);
+            // What the server holds of the client's data above its cumulative
+            // ACK: a subflow's ACK may pass those bytes (`Conn::subflow_ack`).
+            if seg.flags.ack() && c.s_sack && c.mp.is_some() {
+                let idx = c.server_acked_index();
+                let base = c.p_isn + 1 + c.app_len;
+                let blocks = sack_blocks(seg, pkt.data());
+                let index = |e: SeqNum| u64::try_from(e.diff(base)).ok();
+                if let Some(m) = c.mp.as_mut() {
+                    m.note_server_sack(
+                        idx,
+                        blocks
+                            .iter()
+                            .flat_map(|b| b.iter())
+                            .filter_map(|(l, r)| Some((index(l)?, index(r)?))),
+                    );
+                }
+            }
         }
         let c = self.conn(id).expect("present");
         if c.state == State::SynAckSent {

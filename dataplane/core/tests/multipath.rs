@@ -1357,6 +1357,59 @@ fn lte_loss_one_percent_upload() {
     );
 }
 
+/// A client segment the server never got is never acknowledged on its subflow,
+/// however many mappings are in flight there: the engine's subflow ACKs pass only
+/// bytes the server has acknowledged or SACKed. One segment is lost between the
+/// converter and the server while both subflows carry about a hundred mappings
+/// (three segments each); the client repairs it on its subflow by fast
+/// retransmission, with no data-level timeout and no reinjection. Until session
+/// 13 the engine remembered 16 mappings per subflow and, once they overflowed,
+/// acknowledged everything below the oldest one remembered: such a hole was
+/// acknowledged unseen and only the client's data-level timeout could repair it
+/// (the lab's permanent upload stall, docs/perf.md).
+#[test]
+fn a_segment_the_server_lacks_is_never_acknowledged_on_its_subflow() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    let mut seen = 0;
+    let mut lost = None;
+    s.e2s.drop_rule = Some(Box::new(move |p: &Pkt| {
+        if !p.payload.is_empty() {
+            seen += 1;
+            if seen == 1500 && lost.is_none() {
+                lost = Some(p.seq);
+                return true;
+            }
+        }
+        false
+    }));
+    let n = 8 << 20;
+    let d = transfer(&mut s, &pattern(n, 61), &pattern(10_000, 62), 60 * SEC);
+    eprintln!(
+        "one segment lost toward the server: upload {:.1} Mbit/s, reinjected {} B, \
+         retransmissions DSL {} LTE {}, server retransmits {}",
+        mbit(n, d.up_us()),
+        s.client.reinjected_bytes,
+        s.client.subs[0].tx_retransmits,
+        s.client.subs[1].tx_retransmits,
+        s.server.retransmits,
+    );
+    assert_eq!(s.e2s.lost, 1, "no loss: no test");
+    assert_eq!(s.client.reinjected_bytes, 0, "{}", s.summary());
+    let (c0, c1) = (&s.client.subs[0], &s.client.subs[1]);
+    assert!(
+        c0.tx_retransmits + c1.tx_retransmits >= 1,
+        "repaired how?\n{}",
+        s.summary()
+    );
+    assert_eq!(c0.rtos + c1.rtos, c0.spurious_rtos + c1.spurious_rtos);
+    assert!(
+        d.up_us() <= bound_us(&s, n, sum_rate(&s, false), 0.7),
+        "upload {:.1} Mbit/s\n{}",
+        mbit(n, d.up_us()),
+        s.summary()
+    );
+}
+
 /// RFC 8684 §3.3.1: a mapping may be given once for all the segments it covers
 /// (Linux repeats it on each; the RFC does not require it). With such a client and
 /// loss on its DSL uplink, fast retransmissions (which carry their mapping)
