@@ -123,6 +123,11 @@ print("%-12s %-5s run %s elapsed %7.2f s  up %5.1f  down %5.1f Mbit/s  retrans %
     mode, case, run, e, 8 * c["bytes_sent"] / e / 1e6, 8 * c["bytes_recv"] / e / 1e6,
     retrans, timeouts, verdict,
     (" error: " + c["error"]) if c.get("error") else ""))
+if s.get("up_done") is not None and c.get("down_done") is not None:
+    # When each direction finished (the server's clock starts at its accept,
+    # about half a round trip after the client's).
+    print("%-12s %-5s run %s   up done %6.2f s  down done %6.2f s" % (
+        mode, case, run, s["up_done"], c["down_done"]))
 PY
     exec 9>&-
     kill "$srv_pid" 2>/dev/null || true
@@ -150,7 +155,15 @@ for l in open(sys.argv[1]):
     m = re.match(r"(\S+)\s+(\S+)\s+run \d+ elapsed\s+([\d.]+)", l)
     if m:
         rows.setdefault((m.group(2), m.group(1)), []).append(float(m.group(3)))
+done = {}
+for l in open(sys.argv[1]):
+    m = re.match(r"(\S+)\s+(\S+)\s+run \d+\s+up done\s+([\d.]+) s\s+down done\s+([\d.]+)", l)
+    if m:
+        done.setdefault((m.group(2), m.group(1)), []).append((float(m.group(3)), float(m.group(4))))
 for (case, mode), v in sorted(rows.items()):
-    print("  %-5s %-12s %6.2f  (%s)" % (case, mode, statistics.median(v), " ".join("%.2f" % x for x in v)))
+    d = done.get((case, mode))
+    each = ("; up done %.2f, down done %.2f" % (
+        statistics.median(x[0] for x in d), statistics.median(x[1] for x in d))) if d else ""
+    print("  %-5s %-12s %6.2f  (%s)%s" % (case, mode, statistics.median(v), " ".join("%.2f" % x for x in v), each))
 PY
 exit $rc

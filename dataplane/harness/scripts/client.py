@@ -18,7 +18,8 @@ Prints exactly one JSON line on stdout:
   {"id", "convert": null | "ok" | {"error": code} | {"failed": text},
    "tlvs": [[type, hex_value], ...], "fallback": null | bool,
    "sent_sha256", "recv_sha256", "bytes_sent", "bytes_recv", "eof": bool,
-   "local": [ip, port] | null, "error": null | text, "elapsed": seconds}
+   "local": [ip, port] | null, "error": null | text, "elapsed": seconds,
+   "down_done": seconds to the server's EOF (when it came)}
 With --late-shutdown the client half-closes only once it has sent its --up bytes AND
 read the server's EOF, as a download client (HTTP) would; by default it half-closes
 as soon as its --up bytes are out. Linux opens no further subflow on an MPTCP
@@ -231,6 +232,8 @@ def main():
                     last = now
                 if not d:
                     res["eof"] = True
+                    # Seconds from the start to the server's EOF (download done).
+                    res["down_done"] = round(time.monotonic() - t0, 6)
                     if a.late_shutdown:
                         th.join(a.timeout)
                         if sent_all.is_set():

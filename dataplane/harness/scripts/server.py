@@ -13,7 +13,8 @@ half-closed too. One JSON line per connection goes to stdout:
 
     {"event": "conn", "id": ..., "peer": [ip, port], "local": [ip, port],
      "bytes_recv": n, "recv_sha256": hex, "bytes_sent": n, "sent_sha256": hex,
-     "error": null | "text", "elapsed": seconds}
+     "error": null | "text", "elapsed": seconds,
+     "up_done": seconds to the last of the command's up= bytes (when they came)}
 
 With --mptcp it listens with IPPROTO_MPTCP (the kernel MPTCP end-to-end baseline;
 net.mptcp.enabled=1 in the namespace); plain TCP clients still connect (fallback).
@@ -106,6 +107,9 @@ def handle(conn, peer, local, io_timeout):
             state["recv"] += len(data)
             if state["recv"] > MAX_BYTES:
                 raise ValueError("client sent too much")
+            if cmd["up"] and "up_done" not in rec and state["recv"] >= cmd["up"]:
+                # Seconds from the connection's accept to the upload's last byte.
+                rec["up_done"] = round(time.monotonic() - t0, 6)
             rx.update(data)
 
         if cmd["echo"]:
