@@ -234,9 +234,6 @@ pub(crate) struct Path<P> {
     /// the first byte, its subflow sequence, subflow length). The subflow ACK we
     /// owe follows the server's ACK through them.
     pub up_maps: VecDeque<(u64, SeqNum, u32)>,
-    /// Mappings forgotten while the client still awaited their ACK: the subflow
-    /// end of the forgotten prefix and the largest data end among them.
-    pub up_evicted: Option<(SeqNum, u64)>,
     /// With DSS checksums: the client's mappings on this subflow replaced before
     /// their checksum settled (a hole in them is repaired after the next mapping
     /// started), oldest first, at most [`CSUM_OLD`]; their repairs are summed here.
@@ -286,7 +283,6 @@ impl<P> Path<P> {
             bytes_repaired: 0,
             fin_seq: None,
             up_maps: VecDeque::new(),
-            up_evicted: None,
             csum_old: VecDeque::new(),
             rcv_contig: Some(leg.c_rcv_nxt),
             rcv_ooo: [(SeqNum(0), SeqNum(0)); OOO_RANGES],
@@ -971,20 +967,13 @@ pub(crate) const CSUM_OLD: usize = 16;
 /// Client mappings remembered per subflow of a bonded connection (16 bytes
 /// each; contiguous ones are merged, so an entry is a run of the client's data
 /// sent on this subflow without another subflow's data in between).
-const UP_MAPS: usize = 64;
+const UP_MAPS: usize = 128;
 
 impl<P> Path<P> {
     /// Records a client mapping received on this subflow; `settled`: our subflow
     /// ACK so far (the client awaits nothing below it).
     pub fn note_mapping(&mut self, u: u64, seq: SeqNum, len: u32, settled: SeqNum) {
-        note_up_map(
-            &mut self.up_maps,
-            &mut self.up_evicted,
-            u,
-            seq,
-            len,
-            settled,
-        );
+        note_up_map(&mut self.up_maps, u, seq, len, settled);
     }
 
     /// The data index of client bytes `[seq, seq + len)` by a remembered mapping.
@@ -1101,7 +1090,7 @@ impl<P> Path<P> {
         sacked: &[(u64, u64)],
         settled: SeqNum,
     ) -> Option<SeqNum> {
-        ack_through_up_maps(&self.up_maps, self.up_evicted, idx, sacked, settled)
+        ack_through_up_maps(&self.up_maps, idx, sacked, settled)
     }
 }
 
@@ -1109,20 +1098,21 @@ impl<P> Path<P> {
 /// sequence `seq`, `len` subflow bytes) in `maps`, kept in subflow order with
 /// each mapping once, contiguous ones merged, at most [`UP_MAPS`]. Mappings wholly
 /// below `settled` (our subflow ACK so far) are done with and go first. When
-/// full the oldest goes, but into `evicted` (its subflow end, the largest data
-/// end of all forgotten): the walk passes forgotten bytes only once the server
-/// has acknowledged every one of them. Simply dropped, the oldest let the walk
-/// acknowledge its bytes unseen, and if the server lacked them nobody re-sent
-/// them (lab, session 12: 20 MB each way at once, LTE with 510 segments in
-/// flight, the upload stalled for good). Linux announces a
-/// mapping again on every retransmission of its segments, after later mappings;
-/// appended as it came, such a repeat put a later mapping before an earlier one,
-/// and the in-order walk of [`ack_through_up_maps`] then acknowledged bytes of
-/// the earlier one that the server had not acknowledged: the client never re-sent
-/// them and the upload stalled (lab, 1 % loss).
+/// full the newest goes (or the new one is not taken, if it is the newest): the
+/// walk of [`ack_through_up_maps`] needs the oldest, and it stops at bytes no
+/// remembered mapping covers until the client announces their mapping again
+/// (Linux repeats it on every retransmission). Two other ways failed in the lab
+/// (20 MB each way at once, about one run in ten): dropping the oldest let the
+/// walk acknowledge its bytes unseen, and if the server lacked them nobody
+/// re-sent them (session 12); summarising the forgotten oldest and passing them
+/// only once the server's cumulative ACK covered them all deadlocked when the
+/// client retransmitted that head (its mapping, older than all remembered, was
+/// not taken back) and the bytes the server lacked were queued behind it on
+/// the same subflow (session 13). Appended as it came, a repeat put a later
+/// mapping before an earlier one, and the in-order walk then acknowledged bytes
+/// of the earlier one the server had not acknowledged (lab, 1 % loss).
 pub(crate) fn note_up_map(
     maps: &mut VecDeque<(u64, SeqNum, u32)>,
-    evicted: &mut Option<(SeqNum, u64)>,
     u: u64,
     seq: SeqNum,
     len: u32,
@@ -1143,9 +1133,6 @@ pub(crate) fn note_up_map(
     }
     while maps.front().is_some_and(|e| (e.1 + e.2).diff(settled) <= 0) {
         maps.pop_front();
-    }
-    if evicted.is_some_and(|(end, _)| end.diff(settled) <= 0) {
-        *evicted = None;
     }
     if (seq + len).diff(settled) <= 0 {
         // Already acknowledged: nothing to walk through.
@@ -1180,20 +1167,11 @@ pub(crate) fn note_up_map(
         return;
     }
     if maps.len() == UP_MAPS {
-        if at == 0 {
-            // Older than all that are remembered: forgotten already.
+        if at == maps.len() {
+            // The newest: not taken (a gap the walk stops at until announced again).
             return;
         }
-        if let Some((u0, s0, l0)) = maps.pop_front() {
-            let (end, max) = evicted.unwrap_or((s0, 0));
-            let e = s0 + l0;
-            *evicted = Some((
-                if e.diff(end) > 0 { e } else { end },
-                max.max(u0 + u64::from(l0)),
-            ));
-        }
-        maps.insert(at - 1, (u, seq, len));
-        return;
+        maps.pop_back();
     }
     maps.insert(at, (u, seq, len));
 }
@@ -1277,23 +1255,14 @@ pub(crate) fn held_blocks(
 /// DATA_ACK still does).
 pub(crate) fn ack_through_up_maps(
     maps: &VecDeque<(u64, SeqNum, u32)>,
-    evicted: Option<(SeqNum, u64)>,
     idx: u64,
     sacked: &[(u64, u64)],
     settled: SeqNum,
 ) -> Option<SeqNum> {
-    if maps.is_empty() && evicted.is_none() {
+    if maps.is_empty() {
         return None;
     }
     let mut ack = settled;
-    if let Some((end, max)) = evicted
-        && end.diff(ack) > 0
-    {
-        if idx < max {
-            return Some(ack);
-        }
-        ack = end;
-    }
     for &(u, seq, len) in maps {
         if seq.diff(ack) > 0 {
             break;
@@ -1560,6 +1529,19 @@ impl<P: PacketBuf> Engine<P> {
         );
         let mut p0 = Path::new(c.leg, now);
         p0.primary = primary;
+        // Client bytes that arrived on the initial subflow before the bond and
+        // still wait for the server's ACK: one mapping (a lone subflow maps
+        // linearly, by `c_ssn_delta`), so that the walk of this subflow's ACK,
+        // which stops at bytes no remembered mapping covers, can pass them.
+        if c.mptcp && !c.fallback {
+            let l = &c.leg;
+            let from = l.settled();
+            let len = l.c_rcv_nxt.diff(from);
+            let u = i64::from(from.diff(l.c_isn + 1 + l.syn_len)) - l.c_ssn_delta;
+            if len > 0 && u >= 0 {
+                p0.up_maps.push_back((u as u64, from, len as u32));
+            }
+        }
         // Bytes forwarded on the initial subflow before the bond and not yet
         // acknowledged by the client are in flight there too: they are tracked
         // like any segment (no cached copy), so that a loss among them is repaired
@@ -2976,115 +2958,101 @@ mod up_map_tests {
     /// Mappings of 1000 subflow bytes each: data index `u`, subflow `s`.
     #[test]
     fn a_repeated_mapping_keeps_the_subflow_order() {
-        let (mut m, mut ev) = (VecDeque::new(), None);
+        let mut m = VecDeque::new();
         let s0 = SeqNum(1000);
         // Three mappings in order, with data of other subflows between them.
-        note_up_map(&mut m, &mut ev, 0, SeqNum(1000), 1000, s0);
-        note_up_map(&mut m, &mut ev, 5000, SeqNum(2000), 1000, s0);
-        note_up_map(&mut m, &mut ev, 9000, SeqNum(3000), 1000, s0);
+        note_up_map(&mut m, 0, SeqNum(1000), 1000, s0);
+        note_up_map(&mut m, 5000, SeqNum(2000), 1000, s0);
+        note_up_map(&mut m, 9000, SeqNum(3000), 1000, s0);
         // The first and second announced again (retransmissions), in turns.
         for _ in 0..10 {
-            note_up_map(&mut m, &mut ev, 0, SeqNum(1000), 1000, s0);
-            note_up_map(&mut m, &mut ev, 5000, SeqNum(2000), 1000, s0);
+            note_up_map(&mut m, 0, SeqNum(1000), 1000, s0);
+            note_up_map(&mut m, 5000, SeqNum(2000), 1000, s0);
         }
         assert_eq!(m.len(), 3);
         // The server has 500 bytes of the first mapping: the subflow ACK stops
         // inside it, never at a later mapping's start.
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 500, &[], s0),
-            Some(SeqNum(1500))
-        );
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 1000, &[], s0),
-            Some(SeqNum(2000))
-        );
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 5400, &[], s0),
-            Some(SeqNum(2400))
-        );
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 10_000, &[], s0),
-            Some(SeqNum(4000))
-        );
+        assert_eq!(ack_through_up_maps(&m, 500, &[], s0), Some(SeqNum(1500)));
+        assert_eq!(ack_through_up_maps(&m, 1000, &[], s0), Some(SeqNum(2000)));
+        assert_eq!(ack_through_up_maps(&m, 5400, &[], s0), Some(SeqNum(2400)));
+        assert_eq!(ack_through_up_maps(&m, 10_000, &[], s0), Some(SeqNum(4000)));
     }
 
     #[test]
-    fn forgotten_mappings_are_passed_only_once_the_server_has_them_all() {
-        let (mut m, mut ev) = (VecDeque::new(), None);
+    fn when_full_the_newest_are_forgotten_and_the_walk_stops_there() {
+        let mut m = VecDeque::new();
         let base = SeqNum(u32::MAX - 5000);
         // Data of other subflows between them (data index 5000 apart): no merging.
         for i in 0..UP_MAPS as u32 + 3 {
-            note_up_map(
-                &mut m,
-                &mut ev,
-                u64::from(i) * 5000,
-                base + i * 1000,
-                1000,
-                base,
-            );
+            note_up_map(&mut m, u64::from(i) * 5000, base + i * 1000, 1000, base);
         }
         assert_eq!(m.len(), UP_MAPS);
+        assert_eq!(m.front().map(|e| e.1), Some(base));
+        let last = base + (UP_MAPS as u32 - 1) * 1000;
+        assert_eq!(m.back().map(|e| e.1), Some(last));
+        // The server has everything: the walk stops where the forgotten start.
+        assert_eq!(
+            ack_through_up_maps(&m, u64::MAX, &[], base),
+            Some(last + 1000)
+        );
+        // The head, announced again (a retransmission) while full, is kept: the
+        // walk needs it. (Session 13: a summary of forgotten oldest mappings
+        // deadlocked the lab's upload when such a head was not taken back.)
+        let mut m2 = m.clone();
+        m2.pop_front();
+        m2.push_back((1 << 30, last + 1000, 1000));
+        note_up_map(&mut m2, 0, base, 1000, base);
+        assert_eq!(m2.front().copied(), Some((0, base, 1000)));
+        assert_eq!(m2.back().map(|e| e.1), Some(last));
+        assert_eq!(ack_through_up_maps(&m2, 1000, &[], base), Some(base + 1000));
+        // Once our ACK has passed the first ones there is room again, and a
+        // forgotten one announced again is taken.
+        note_up_map(
+            &mut m,
+            u64::from(UP_MAPS as u32) * 5000,
+            last + 1000,
+            1000,
+            base + 3000,
+        );
         assert_eq!(m.front().map(|e| e.1), Some(base + 3000));
-        // The three forgotten: subflow bytes up to base + 3000, data up to 11,000.
-        assert_eq!(ev, Some((base + 3000, 11_000)));
-        // The server has data up to 10,999 only: nothing acknowledged.
-        assert_eq!(ack_through_up_maps(&m, ev, 10_999, &[], base), Some(base));
-        // Up to 11,000: through the forgotten ones, to the fourth's start.
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 11_000, &[], base),
-            Some(base + 3000)
-        );
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 15_500, &[], base),
-            Some(base + 3500)
-        );
-        // Once our ACK has passed them, their summary goes; the deque being
-        // full, the next one in forgets the next oldest.
-        note_up_map(&mut m, &mut ev, 1 << 20, base + 100_000, 1000, base + 3000);
-        assert_eq!(ev, Some((base + 4000, 16_000)));
-        // One older than every remembered one is not taken back in.
-        note_up_map(&mut m, &mut ev, 0, base, 1000, base + 3000);
-        assert_eq!(m.front().map(|e| e.1), Some(base + 4000));
+        assert_eq!(m.back().map(|e| e.1), Some(last + 1000));
         // Out of order, it lands in place.
-        let (mut m, mut ev) = (VecDeque::new(), None);
-        note_up_map(&mut m, &mut ev, 10_000, base + 2000, 1000, base);
-        note_up_map(&mut m, &mut ev, 0, base, 1000, base);
-        note_up_map(&mut m, &mut ev, 5000, base + 1000, 1000, base);
+        let mut m = VecDeque::new();
+        note_up_map(&mut m, 10_000, base + 2000, 1000, base);
+        note_up_map(&mut m, 0, base, 1000, base);
+        note_up_map(&mut m, 5000, base + 1000, 1000, base);
         let seqs: Vec<SeqNum> = m.iter().map(|e| e.1).collect();
         assert_eq!(seqs, vec![base, base + 1000, base + 2000]);
         // Contiguous in both spaces (a burst mapped segment by segment): one run,
         // joined from either side, and a repeat inside it changes nothing.
-        let (mut m, mut ev) = (VecDeque::new(), None);
-        note_up_map(&mut m, &mut ev, 0, base, 1000, base);
-        note_up_map(&mut m, &mut ev, 2000, base + 2000, 1000, base);
-        note_up_map(&mut m, &mut ev, 1000, base + 1000, 1000, base);
+        let mut m = VecDeque::new();
+        note_up_map(&mut m, 0, base, 1000, base);
+        note_up_map(&mut m, 2000, base + 2000, 1000, base);
+        note_up_map(&mut m, 1000, base + 1000, 1000, base);
         assert_eq!(m.iter().copied().collect::<Vec<_>>(), vec![(0, base, 3000)]);
-        note_up_map(&mut m, &mut ev, 1000, base + 1000, 1000, base);
+        note_up_map(&mut m, 1000, base + 1000, 1000, base);
         assert_eq!(m.len(), 1);
-        assert_eq!(
-            ack_through_up_maps(&m, ev, 2500, &[], base),
-            Some(base + 2500)
-        );
+        assert_eq!(ack_through_up_maps(&m, 2500, &[], base), Some(base + 2500));
     }
 
     #[test]
     fn the_walk_stops_where_no_remembered_mapping_covers_the_bytes() {
         let s0 = SeqNum(1000);
-        let (mut m, mut ev) = (VecDeque::new(), None);
+        let mut m = VecDeque::new();
         // Subflow bytes 2000..3000 were mapped by a mapping we never took.
-        note_up_map(&mut m, &mut ev, 0, SeqNum(1000), 1000, s0);
-        note_up_map(&mut m, &mut ev, 9000, SeqNum(3000), 1000, s0);
+        note_up_map(&mut m, 0, SeqNum(1000), 1000, s0);
+        note_up_map(&mut m, 9000, SeqNum(3000), 1000, s0);
         assert_eq!(
-            ack_through_up_maps(&m, ev, 100_000, &[], s0),
+            ack_through_up_maps(&m, 100_000, &[], s0),
             Some(SeqNum(2000))
         );
         // Nothing remembered from our ACK on: no progress.
-        let (mut m, mut ev) = (VecDeque::new(), None);
-        note_up_map(&mut m, &mut ev, 9000, SeqNum(3000), 1000, s0);
-        assert_eq!(ack_through_up_maps(&m, ev, 100_000, &[], s0), Some(s0));
+        let mut m = VecDeque::new();
+        note_up_map(&mut m, 9000, SeqNum(3000), 1000, s0);
+        assert_eq!(ack_through_up_maps(&m, 100_000, &[], s0), Some(s0));
         // Our ACK inside the first mapping: the walk goes on from there.
         assert_eq!(
-            ack_through_up_maps(&m, ev, 9500, &[], SeqNum(3200)),
+            ack_through_up_maps(&m, 9500, &[], SeqNum(3200)),
             Some(SeqNum(3500))
         );
     }
@@ -3095,15 +3063,15 @@ mod up_map_tests {
     #[test]
     fn blocks_show_the_server_s_hole_on_its_own_subflow() {
         let s0 = SeqNum(1000);
-        let (mut m, mut ev) = (VecDeque::new(), None);
+        let mut m = VecDeque::new();
         // Data 0..1000 at subflow 1000..2000; data 3000..4000 at 2000..3000.
-        note_up_map(&mut m, &mut ev, 0, SeqNum(1000), 1000, s0);
-        note_up_map(&mut m, &mut ev, 3000, SeqNum(2000), 1000, s0);
+        note_up_map(&mut m, 0, SeqNum(1000), 1000, s0);
+        note_up_map(&mut m, 3000, SeqNum(2000), 1000, s0);
         let rcv = SeqNum(3000);
         // The server holds data 500..1000 and 3000..3600 (and other subflows'
         // 1000..2000): one block, contiguous in this subflow's space.
         let sacked = [(500, 2000), (3000, 3600)];
-        let ack = ack_through_up_maps(&m, ev, 0, &sacked, s0).expect("mapped");
+        let ack = ack_through_up_maps(&m, 0, &sacked, s0).expect("mapped");
         assert_eq!(ack, s0);
         let b: Vec<_> = held_blocks(&m, rcv, ack, 0, &sacked).iter().collect();
         assert_eq!(b, vec![(SeqNum(1500), SeqNum(2600))]);
@@ -3131,22 +3099,22 @@ mod up_map_tests {
     #[test]
     fn sacked_bytes_are_acknowledged_on_their_subflow() {
         let s0 = SeqNum(1000);
-        let (mut m, mut ev) = (VecDeque::new(), None);
-        note_up_map(&mut m, &mut ev, 0, SeqNum(1000), 1000, s0);
-        note_up_map(&mut m, &mut ev, 2000, SeqNum(2000), 1000, s0);
+        let mut m = VecDeque::new();
+        note_up_map(&mut m, 0, SeqNum(1000), 1000, s0);
+        note_up_map(&mut m, 2000, SeqNum(2000), 1000, s0);
         // The other subflow's bytes are late: the server holds A's second run.
         let sacked = [(2000, 3000)];
         assert_eq!(
-            ack_through_up_maps(&m, ev, 1000, &sacked, s0),
+            ack_through_up_maps(&m, 1000, &sacked, s0),
             Some(SeqNum(3000))
         );
         // Only part of it: the ACK stops at the first byte it lacks.
         assert_eq!(
-            ack_through_up_maps(&m, ev, 1000, &[(2400, 3000)], s0),
+            ack_through_up_maps(&m, 1000, &[(2400, 3000)], s0),
             Some(SeqNum(2000))
         );
         assert_eq!(
-            ack_through_up_maps(&m, ev, 500, &[(2000, 2600)], s0),
+            ack_through_up_maps(&m, 500, &[(2000, 2600)], s0),
             Some(SeqNum(1500))
         );
     }

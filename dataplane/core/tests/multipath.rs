@@ -1459,6 +1459,39 @@ fn loss_toward_the_server_is_repaired_on_each_subflow() {
     );
 }
 
+/// The same loss toward the server with a mapping per segment, so that each
+/// subflow has more mappings in flight (DSL ~290) than the engine remembers
+/// (128): the oldest are kept, the newest forgotten until announced again, and
+/// every byte still arrives. (The lab's deadlock with the first version of
+/// session 13, a summary of forgotten oldest mappings, needs a real client's
+/// collapsed window behind a retransmitted head; this model does not show it:
+/// it passes with that version too. The lab test
+/// `multipath_lab_both_directions_at_once` is where it shows.)
+#[test]
+fn more_mappings_in_flight_than_remembered_with_loss_toward_the_server() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.seed = 22;
+    st.client.mapping_segments = 1;
+    let mut s = conn_joined(st);
+    s.e2s.cfg.loss = 0.01;
+    let n = 4 << 20;
+    let d = transfer(&mut s, &pattern(n, 65), &pattern(10_000, 66), 120 * SEC);
+    eprintln!(
+        "a mapping per segment, 1% loss toward the server: {} lost, upload {:.1} Mbit/s, \
+         reinjected {} B",
+        s.e2s.lost,
+        mbit(n, d.up_us()),
+        s.client.reinjected_bytes
+    );
+    assert!(s.e2s.lost > 10, "no loss: no test");
+    assert!(
+        d.up_us() <= bound_us(&s, n, sum_rate(&s, false), 0.2),
+        "upload {:.1} Mbit/s\n{}",
+        mbit(n, d.up_us()),
+        s.summary()
+    );
+}
+
 /// RFC 8684 §3.3.1: a mapping may be given once for all the segments it covers
 /// (Linux repeats it on each; the RFC does not require it). With such a client and
 /// loss on its DSL uplink, fast retransmissions (which carry their mapping)
