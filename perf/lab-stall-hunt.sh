@@ -8,7 +8,8 @@
 # sessions, its log and 8 s of capture (perf/lab_sniff.py) on dsl0, lte0 and the
 # server's link go to OUTDIR/stallN (default /tmp/lab-stall-hunt), and the
 # snapshots are taken again 9 s later.
-# Usage (root): perf/lab-stall-hunt.sh [TRIES]   (default 30; HACD=path to test a build)
+# Usage (root): perf/lab-stall-hunt.sh [TRIES]   (default 30; HACD=path to test a build;
+# LOSS=percent on both access links, each direction, default 0)
 # Session 13: 2 stalls in 19 tries with 83fb569, 0 in 30 after its fix.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ export HACD=${HACD:-$(pwd)/target/release/hacd}
 [[ -x $HACD ]] || { echo "lab-stall-hunt.sh: $HACD missing (cargo build --release -p hac-hacd)" >&2; exit 1; }
 BOTH_MB=${BOTH_MB:-20}
 STALL_S=${STALL_S:-15}
+LOSS=${LOSS:-0}
+[[ $LOSS =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "LOSS must be a percentage" >&2; exit 2; }
 OUTDIR=${OUTDIR:-/tmp/lab-stall-hunt}
 mkdir -p "$OUTDIR"
 S=dataplane/harness/scripts
@@ -34,8 +37,8 @@ for i in $(seq 1 "$TRIES"); do
     export LAB_SCHEDULER=aggregate LAB_MULTIPATH=auto
     bash deploy/lab.sh down >/dev/null 2>&1
     bash deploy/lab.sh up >/dev/null 2>&1 || { echo "try $i: lab.sh up failed"; continue; }
-    bash deploy/lab.sh shape dsl 40 10 0 >/dev/null
-    bash deploy/lab.sh shape lte 20 40 0 >/dev/null
+    bash deploy/lab.sh shape dsl 40 10 "$LOSS" >/dev/null
+    bash deploy/lab.sh shape lte 20 40 "$LOSS" >/dev/null
     # server.py exits at EOF on stdin: give it one that lasts.
     ip netns exec "$srv" python3 -u $S/server.py --bind 198.51.100.2 --port 8080 --cc cubic \
         --lifetime 120 < <(sleep 130) >"$OUTDIR/server.log" 2>&1 &
