@@ -76,9 +76,13 @@ for i in $(seq 1 "$TRIES"); do
         wait $cp 2>/dev/null
     else
         wait $cp
+        sleep 0.5 # the server's record follows its close
         echo "try $i: $(python3 -c 'import json,sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-print("%.2f s, error %s" % (r["elapsed"], r.get("error")))' "$OUTDIR/client.out")"
+s = [json.loads(l) for l in open(sys.argv[2]) if "\"conn\"" in l]
+up = s[-1].get("up_done") if s else None
+print("%.2f s (up done %s s, down done %s s), error %s" % (
+    r["elapsed"], up, r.get("down_done"), r.get("error")))' "$OUTDIR/client.out" "$OUTDIR/server.log")"
     fi
     kill $sp 2>/dev/null
     wait $sp 2>/dev/null
