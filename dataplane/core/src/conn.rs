@@ -15,6 +15,11 @@ use crate::time::Instant;
 /// Server segments held while the client's key (hence its IDSN) is unknown.
 pub(crate) const MAX_HELD_SERVER: usize = 8;
 
+/// Segments without a mapping beyond the client's last one that may be refused
+/// while its infinite mapping is awaited (`Handshake::infinite_wait`): a bound,
+/// so that a client that never sends one is only delayed.
+pub(crate) const INFINITE_WAIT: u8 = 16;
+
 /// Connection state (client side × server side, see the state diagram in docs/).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -325,6 +330,18 @@ pub(crate) struct Handshake<P> {
     /// We sent MP_FAIL after a checksum failure on the lone subflow (RFC 8684
     /// §3.7) and wait for the client's infinite mapping; no more checks until then.
     pub mp_fail_sent: bool,
+    /// The client answered our MP_FAIL: its infinite mapping (RFC 8684 §3.7) comes
+    /// with the first data it builds after that and fixes where its bytes go from
+    /// then on. Until it does, segments built before (their mappings not sent: it
+    /// fell back before they left) follow its last mapping's relation — unless
+    /// one was a zero-window probe (`infinite_probe`). This many more segments may
+    /// still be refused for that (`INFINITE_WAIT`); 0: not waiting.
+    pub infinite_wait: u8,
+    /// A one-byte segment without a mapping came beyond the client's last one
+    /// while its infinite mapping was awaited: Linux's zero-window probe (an old
+    /// byte, DSN snd_una − 1, at a new SSN) as likely as new data. It and every
+    /// unmapped byte after it wait for the infinite mapping (refused, resent).
+    pub infinite_probe: bool,
     /// Our first SYN-ACK to the client is due then (the handshake hold,
     /// `EngineConfig::handshake_hold`); None once sent.
     pub synack_due: Option<Instant>,
@@ -347,6 +364,8 @@ impl<P> Handshake<P> {
             adv_pending: 0,
             adv_tries: 0,
             mp_fail_sent: false,
+            infinite_wait: 0,
+            infinite_probe: false,
             synack_due: None,
             synack_held: false,
         }
@@ -421,7 +440,9 @@ pub(crate) struct Leg {
     /// Highest subflow ACK sent to the client.
     pub c_ack_sent: SeqNum,
     /// `ssn − (dsn − client IDSN)` of the latest mapping (0 for Linux's initial
-    /// subflow); lets the server's ACK be mapped straight to a subflow ACK.
+    /// subflow until it sends a zero-window probe, a byte already sent at a new
+    /// SSN); lets the server's ACK be mapped straight to a subflow ACK. After a
+    /// fallback it places the client's bytes (RFC 8684 §3.7, `Conn::fb_delta`).
     pub c_ssn_delta: i64,
     /// Our next subflow sequence toward the client.
     pub e_snd_nxt: SeqNum,
@@ -639,6 +660,29 @@ impl<P> Conn<P> {
         self.hs.as_ref().is_some_and(|h| h.mp_fail_sent)
     }
 
+    /// The `c_ssn_delta` a mapping seen on the fallen-back initial subflow gives
+    /// (RFC 8684 §3.7): its DSN ↔ SSN pair. An infinite mapping with SSN 0 is
+    /// taken to start at its own segment (`rel`, the segment's relative SSN);
+    /// Linux puts the segment's SSN there.
+    pub fn fb_delta(&self, m: &hac_wire::mptcp::Mapping, rel: u32) -> i64 {
+        let dsn = m.dsn.expand(self.c_dsn_nxt);
+        let ssn = if m.data_len == 0 && m.ssn == 0 {
+            rel
+        } else {
+            m.ssn
+        };
+        i64::from(ssn) - dsn.diff(self.client_idsn)
+    }
+
+    /// Fallen back after our MP_FAIL, the client's infinite mapping not seen yet
+    /// (`Handshake::infinite_wait`, `infinite_probe`): whether its unmapped
+    /// segment of `len` bytes beyond its last mapping cannot be placed yet.
+    pub fn infinite_wait(&self, len: u32) -> bool {
+        self.hs
+            .as_ref()
+            .is_some_and(|h| h.infinite_wait > 0 && (len == 1 || h.infinite_probe))
+    }
+
     /// Drops the held client SYN.
     pub fn drop_held_syn(&mut self) {
         if let Some(h) = self.hs.as_mut() {
@@ -664,6 +708,7 @@ impl<P> Conn<P> {
             && (self.reply_acked || usize::from(self.reply_len) <= REPLY_INLINE)
             && h.adv_pending == 0
             && (!h.mp_fail_sent || self.fallback)
+            && h.infinite_wait == 0
         {
             self.hs = None;
         }
@@ -777,11 +822,11 @@ impl<P> Conn<P> {
         };
         let mut ack = if let Some(a) = through_maps {
             a
-        } else if self.mptcp && !self.fallback {
-            // DSN idsn+1+idx ↔ SSN 1+idx+delta ↔ seq base+idx+delta.
-            base + (idx as u32).wrapping_add(leg.c_ssn_delta as u32)
         } else {
-            base + idx as u32
+            // DSN idsn+1+idx ↔ SSN 1+idx+delta ↔ seq base+idx+delta (delta 0 on
+            // a plain leg; after a fallback, the last mapping's or the infinite
+            // mapping's).
+            base + (idx as u32).wrapping_add(leg.c_ssn_delta as u32)
         };
         // Never acknowledge subflow bytes not received (on a bonded connection the
         // server may have the bytes through another subflow: the hole on this one
@@ -831,11 +876,7 @@ impl<P> Conn<P> {
             return None;
         }
         let base = self.leg.c_isn + 1 + self.leg.syn_len;
-        Some(if self.mptcp && !self.fallback {
-            base + (d as u32).wrapping_add(self.leg.c_ssn_delta as u32)
-        } else {
-            base + d as u32
-        })
+        Some(base + (d as u32).wrapping_add(self.leg.c_ssn_delta as u32))
     }
 
     /// Data-level FINs of both directions acknowledged.

@@ -9,7 +9,7 @@
 //!
 //! Headers are rebuilt (never the payload moved); timestamps are owned per leg.
 
-use crate::conn::{ClientMapping, Conn, CsumStep, Deadline, MAX_HELD_SERVER, State};
+use crate::conn::{ClientMapping, Conn, CsumStep, Deadline, INFINITE_WAIT, MAX_HELD_SERVER, State};
 use crate::drop::DropReason;
 use crate::emit::{TcpOut, pad_nop, payload_sum_from_checksum, write_ts};
 use crate::engine::{Action, Engine, Port, Tx};
@@ -143,6 +143,9 @@ impl<P: PacketBuf> Engine<P> {
         let mut csum_map: Option<ClientMapping> = None;
         let mut csum_old: Option<(usize, ClientMapping)> = None;
         let mut revived: Option<usize> = None;
+        // A mapping seen after our fallback: its `c_ssn_delta`, and the mapping
+        // itself (None: the infinite mapping).
+        let mut fb_delta: Option<(i64, Option<ClientMapping>)> = None;
         if mptcp {
             // MP_CAPABLE with data: implicit mapping DSN = IDSN + 1, SSN 1 (§3.1).
             if let Some((len, csum)) = implicit {
@@ -161,9 +164,12 @@ impl<P: PacketBuf> Engine<P> {
                 }
                 if let Some(m) = d.mapping {
                     if m.data_len == 0 {
-                        // Infinite mapping (§3.3.1): the rest is plain TCP.
+                        // Infinite mapping (§3.3.1): the rest is plain TCP, its
+                        // bytes where this mapping's DSN ↔ SSN pair puts them.
+                        let delta = c.fb_delta(&m, rel);
                         let c = self.conn_mut(id).expect("present");
                         c.fallback = true;
+                        c.leg.c_ssn_delta = delta;
                         self.counters.fallbacks += 1;
                         return self.upstream(now, id, k, seg, pkt);
                     }
@@ -282,6 +288,43 @@ impl<P: PacketBuf> Engine<P> {
                 }
             }
         } else {
+            // A fallen-back client's bytes (RFC 8684 §3.7) keep the DSN ↔ SSN
+            // relation of its last mapping (`c_ssn_delta`), until a mapping it
+            // still sends says otherwise: its infinite mapping, or one built
+            // before it fell back (a zero-window probe: an old byte at a new SSN).
+            // (A fallback at the handshake knows no client key: no DSN to place.)
+            let mut delta = leg.c_ssn_delta;
+            if c.fallback
+                && c.client_key != 0
+                && let Some(d) = dss
+                && let Some(m) = d.mapping.filter(|m| m.ssn != 0 || m.data_len == 0)
+            {
+                delta = c.fb_delta(&m, rel);
+                let later = (m.data_len > 0).then(|| {
+                    let dsn = m.dsn.expand(c.c_dsn_nxt);
+                    ClientMapping::new(dsn, m.ssn, u32::from(m.data_len), d.data_fin, None)
+                });
+                fb_delta = Some((delta, later));
+            } else if c.fallback
+                && payload_len > 0
+                && c.infinite_wait(payload_len)
+                && leg.mapping.is_none_or(|m| {
+                    rel.wrapping_add(payload_len).wrapping_sub(m.ssn)
+                        > m.len - u32::from(m.data_fin)
+                })
+            {
+                // Beyond the last mapping, the infinite one awaited, after what may
+                // have been a zero-window probe (one old byte at a new SSN): where
+                // these bytes belong is not known. Refused: the client resends
+                // them, and its infinite mapping places them.
+                let c = self.conn_mut(id).expect("present");
+                if let Some(h) = c.hs.as_mut() {
+                    h.infinite_wait -= 1;
+                    h.infinite_probe = true;
+                }
+                return Action::Drop(DropReason::UnmappedData);
+            }
+            u = u64::from(seg.seq.0.wrapping_sub(base.0).wrapping_sub(delta as u32));
             fin_out = seg.flags.fin();
             if fin_out {
                 c_fin = Some(u + u64::from(payload_len));
@@ -300,6 +343,25 @@ impl<P: PacketBuf> Engine<P> {
         };
         let client_idsn = c.client_idsn;
         let c = self.conn_mut(id).expect("present");
+        if let Some((delta, later)) = fb_delta {
+            c.legk_mut(k).c_ssn_delta = delta;
+            match later {
+                // A later mapping (sent before the client fell back): the bytes
+                // it covers are placed even where their segments carry no DSS.
+                Some(m) => {
+                    let end = m.dsn + u64::from(m.len);
+                    if end.diff(c.c_dsn_nxt) > 0 {
+                        c.c_dsn_nxt = end;
+                        c.legk_mut(k).mapping = Some(m);
+                    }
+                }
+                None => {
+                    if let Some(h) = c.hs.as_mut() {
+                        h.infinite_wait = 0;
+                    }
+                }
+            }
+        }
         let mut replaced_unsettled = false;
         if let Some((i, om)) = csum_old
             && let Some(mp) = c.mp.as_mut()
@@ -509,6 +571,10 @@ impl<P: PacketBuf> Engine<P> {
             if !bonded && k == 0 && !c.fallback {
                 c.fallback = true;
                 let answer = !c.mp_fail_sent();
+                if !answer {
+                    // It answers ours: its infinite mapping follows (below).
+                    c.hs_mut(now).infinite_wait = INFINITE_WAIT;
+                }
                 c.release_handshake();
                 self.counters.fallbacks += 1;
                 if answer {

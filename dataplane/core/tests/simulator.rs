@@ -10,8 +10,12 @@
 mod sim;
 
 use hac_core::{DropReason, Port};
+use hac_wire::checksum::{self, Checksum};
 use hac_wire::crypto::key_material;
-use hac_wire::mptcp::MpCapableForm;
+use hac_wire::mptcp::{DataSeqField, DssRepr, Mapping, MpCapableForm};
+use hac_wire::seq::DataSeq;
+use hac_wire::tcp::Flags;
+use hac_wire::tcp_options::TcpOption;
 use proptest::prelude::*;
 use sim::*;
 
@@ -541,6 +545,228 @@ fn dss_checksums_when_the_client_asks() {
     assert!(sa.capable().unwrap().flags.checksum_required());
     assert_eq!(sa.mss, Some(plain_mss - 28));
     transfer(&mut s, &pattern(20_000, 15), &pattern(20_000, 16));
+}
+
+/// The client's segments written by hand once its model has sent `first`
+/// (checksums on, all of it delivered): after a fallback Linux sends segments
+/// the model does not (RFC 8684 §3.7 races, `linux_peers.rs`).
+struct ByHand {
+    client: std::net::SocketAddr,
+    service: std::net::SocketAddr,
+    /// The client's subflow sequence of its stream offset 0.
+    base: hac_wire::seq::SeqNum,
+    idsn: DataSeq,
+    /// The model's last segment: its ACK, window, timestamps, DATA_ACK.
+    last: Pkt,
+    tsval: u32,
+}
+
+impl ByHand {
+    fn after(first: &[u8]) -> (Sim, ByHand) {
+        let mut setup = Setup::v4();
+        setup.client.csum = true;
+        let mut s = conn_established(setup);
+        s.client.write(first);
+        let syn_app = s.client.cfg.syn_app.len();
+        let ok = s.run_until(5 * SEC, |s| s.server.rx.data.len() == syn_app + first.len());
+        assert!(ok, "{}", s.dump());
+        s.run_for(SEC);
+        let last = s
+            .inputs
+            .iter()
+            .rev()
+            .find(|t| t.port == Port::Access)
+            .map(|t| t.pkt())
+            .expect("a client segment");
+        let h = ByHand {
+            client: s.client.cfg.addr,
+            service: s.client.cfg.service,
+            base: s.client.isn + 1 + s.client.syn_payload.len() as u32,
+            idsn: s.client.idsn,
+            tsval: last.ts.map_or(0, |t| t.0),
+            last,
+        };
+        (s, h)
+    }
+
+    /// A segment at stream offset `o` (SSN `o + 1`) with the MPTCP option `mp`.
+    fn send(&mut self, s: &mut Sim, o: u64, mp: Option<Vec<u8>>, payload: &[u8]) {
+        self.tsval += 1;
+        let opts = options(|b| {
+            if let Some((_, ecr)) = self.last.ts {
+                b.push(&TcpOption::NoOperation).unwrap();
+                b.push(&TcpOption::NoOperation).unwrap();
+                let t = TcpOption::Timestamps {
+                    tsval: self.tsval,
+                    tsecr: ecr,
+                };
+                b.push(&t).unwrap();
+            }
+            if let Some(m) = &mp {
+                b.push_raw(m).unwrap();
+            }
+        });
+        let (seq, l) = (self.base + o as u32, &self.last);
+        let flags = Flags::ACK
+            | if payload.is_empty() {
+                Flags::ACK
+            } else {
+                Flags::PSH
+            };
+        let p = build(
+            self.client,
+            self.service,
+            seq,
+            l.ack,
+            flags,
+            l.window,
+            &opts,
+            payload,
+        );
+        let _ = s.engine_in(Port::Access, &p);
+        s.run_for(50 * MS);
+    }
+
+    /// A DSS mapping stream offset `dsn` to `ssn` for `len` bytes (0: infinite).
+    fn dss(&self, dsn: u64, ssn: u64, len: u16, csum: u16) -> Vec<u8> {
+        let dack = self
+            .last
+            .dss()
+            .and_then(|d| d.data_ack)
+            .expect("a DATA_ACK");
+        let mut o = [0u8; 28];
+        let n = DssRepr {
+            data_ack: Some(dack),
+            mapping: Some(Mapping {
+                dsn: DataSeqField::Bits64(self.idsn + 1 + dsn),
+                ssn: 1 + ssn as u32,
+                data_len: len,
+                checksum: Some(csum),
+            }),
+            data_fin: false,
+        }
+        .emit(&mut o)
+        .unwrap();
+        o[..n].to_vec()
+    }
+
+    /// 1000 bytes at `o` under a mapping whose checksum fails (a middlebox changed
+    /// them), then the client's MP_FAIL answer: both fall back.
+    fn fail_and_fall_back(&mut self, s: &mut Sim, o: u64, bytes: &[u8]) {
+        let other = pattern(1000, 43);
+        let sum = Checksum::new().add_bytes(&other);
+        let sum = checksum::dss_checksum((self.idsn + 1 + o).0, 1 + o as u32, 1000, sum);
+        self.send(s, o, Some(self.dss(o, o, 1000, sum)), &bytes[..1000]);
+        assert_eq!(s.engine.counters().mp_fail_sent, 1);
+        let mut f = [0u8; 12];
+        let dsn = s.client.remote_idsn + 1;
+        let n = hac_wire::mptcp::MpFailRepr { dsn }.emit(&mut f).unwrap();
+        self.send(s, o + 1000, Some(f[..n].to_vec()), &[]);
+        assert_eq!(s.engine.counters().fallbacks, 1);
+    }
+
+    /// The server got `want` after the SYN's bytes, and the client's subflow ACK
+    /// reached stream offset `end`.
+    fn check(&self, s: &Sim, want: &[u8], end: u64) {
+        let syn_app = s.client.cfg.syn_app.len();
+        assert_eq!(s.server.rx.data.len(), syn_app + want.len(), "{}", s.dump());
+        assert!(
+            s.server.rx.data[syn_app..] == *want,
+            "upstream bytes differ"
+        );
+        let ack = s.sent_on(Port::Access).last().map(|p| p.ack);
+        assert_eq!(ack, Some(self.base + end as u32));
+    }
+}
+
+fn unmapped_drops(s: &Sim) -> u64 {
+    s.engine.counters().drops[DropReason::UnmappedData as usize]
+}
+
+/// RFC 8684 §3.7 with Linux's timing (the one-byte excess `linux_peers.rs`'s
+/// MP_FAIL tests showed once in ~25 runs under load): the client answers our
+/// MP_FAIL, then a zero-window probe it built before falling back leaves without
+/// a DSS — one old byte (DSN snd_una − 1) at a new SSN — and data built after it,
+/// and only then its infinite mapping, which pairs the next new DSN with its SSN.
+/// The probe is not data for the server: it and the bytes after it are refused
+/// while the infinite mapping is awaited, and placed by it when resent (the probe
+/// as the old byte it is); the server gets every byte once, and the client's
+/// subflow ACK passes the probe.
+#[test]
+fn a_zero_window_probe_before_the_infinite_mapping_is_not_data() {
+    let first = pattern(4000, 41);
+    let (mut s, mut h) = ByHand::after(&first);
+    let new = pattern(3000, 42);
+    h.fail_and_fall_back(&mut s, 4000, &new);
+    // The probe: the byte before the client's snd_una, at SSN 5001, no DSS; then
+    // bytes built before the fallback, DSN of offset 5000 at SSN 5002.
+    h.send(&mut s, 5000, None, &new[999..1000]);
+    assert_eq!(unmapped_drops(&s), 1, "the probe was taken as data");
+    h.send(&mut s, 5001, None, &new[1000..1500]);
+    assert_eq!(unmapped_drops(&s), 2);
+    // The infinite mapping, then plain segments.
+    h.send(
+        &mut s,
+        5501,
+        Some(h.dss(5500, 5501, 0, 0)),
+        &new[1500..2000],
+    );
+    h.send(&mut s, 6001, None, &new[2000..3000]);
+    // The refused segments resent.
+    h.send(&mut s, 5001, None, &new[1000..1500]);
+    h.send(&mut s, 5000, None, &new[999..1000]);
+    assert_eq!(unmapped_drops(&s), 2);
+    s.run_for(SEC);
+    h.check(&s, &[&first[..], &new[..]].concat(), 7001);
+}
+
+/// Without a probe the segments the client built before it fell back (their
+/// mappings never sent) follow its last mapping, placed at once; its infinite
+/// mapping then confirms the relation.
+#[test]
+fn unmapped_segments_before_the_infinite_mapping_follow_the_last_mapping() {
+    let first = pattern(4000, 46);
+    let (mut s, mut h) = ByHand::after(&first);
+    let new = pattern(4000, 47);
+    h.fail_and_fall_back(&mut s, 4000, &new);
+    h.send(&mut s, 5000, None, &new[1000..2000]);
+    h.send(&mut s, 6000, None, &new[2000..3000]);
+    h.send(
+        &mut s,
+        7000,
+        Some(h.dss(7000, 7000, 0, 0)),
+        &new[3000..4000],
+    );
+    assert_eq!(unmapped_drops(&s), 0);
+    s.run_for(SEC);
+    h.check(&s, &[&first[..], &new[..]].concat(), 8000);
+}
+
+/// The other Linux timing: after its MP_FAIL answer the client still sends a new
+/// mapping (built before it fell back) whose later segments leave without a DSS,
+/// then its infinite mapping. Every segment is placed by its mapping, none refused.
+#[test]
+fn a_mapping_sent_after_the_mp_fail_answer_still_places_its_bytes() {
+    let first = pattern(4000, 44);
+    let (mut s, mut h) = ByHand::after(&first);
+    let new = pattern(4000, 45);
+    h.fail_and_fall_back(&mut s, 4000, &new);
+    h.send(
+        &mut s,
+        5000,
+        Some(h.dss(5000, 5000, 2000, 0)),
+        &new[1000..2000],
+    );
+    h.send(&mut s, 6000, None, &new[2000..3000]);
+    h.send(
+        &mut s,
+        7000,
+        Some(h.dss(7000, 7000, 0, 0)),
+        &new[3000..4000],
+    );
+    assert_eq!(unmapped_drops(&s), 0);
+    s.run_for(SEC);
+    h.check(&s, &[&first[..], &new[..]].concat(), 8000);
 }
 
 #[test]
