@@ -669,3 +669,45 @@ fn mptcp_server_is_reported_in_the_extended_tcp_header_v6() {
         true,
     );
 }
+
+/// Zero windows both ways with real Linux peers: an application that stops
+/// reading closes its receive window, the other end's TCP probes it (Linux MPTCP's
+/// probe is one old byte, DSN snd_una − 1, at a new SSN: `simulator.rs::
+/// a_zero_window_probe_before_the_infinite_mapping_is_not_data`), and the
+/// transfer resumes byte-exact when it reads again.
+fn stops_reading(tag: &str, client_pauses: bool) {
+    if skip_unless_root(tag) {
+        return;
+    }
+    let lab = Lab::new(tag).expect("lab");
+    let pause = Duration::from_millis(1500);
+    let server = SocketAddr::new(SERVER_V4.into(), SERVER_PORT);
+    let spec = if client_pauses {
+        ClientSpec::convert(server)
+            .down(8 * MB)
+            .rcvbuf(64 << 10)
+            .pause(MB, pause)
+    } else {
+        // The server's receive buffer, small: its window closes at once.
+        lab.sysctl(Ns::Server, "net.ipv4.tcp_rmem", "4096 32768 65536")
+            .expect("tcp_rmem");
+        ClientSpec::convert(server)
+            .up(8 * MB)
+            .server_pause(MB, pause)
+    }
+    .late_shutdown(client_pauses)
+    .timeout(Duration::from_secs(40));
+    let (up, down) = (spec.up, spec.down);
+    let res = check_run(&lab, &spec, up, down, Some(false));
+    assert!(res.elapsed >= pause, "no pause happened: {res:?}");
+}
+
+#[test]
+fn a_client_that_stops_reading_gets_every_byte() {
+    stops_reading("e2e-rdpause", true);
+}
+
+#[test]
+fn a_server_that_stops_reading_gets_every_byte() {
+    stops_reading("e2e-srvpause", false);
+}

@@ -70,6 +70,31 @@ fn lab_up(workers: u32) -> LabGuard {
     LabGuard
 }
 
+/// What hacd saw, for a failure's message: its non-zero drop, failure and
+/// fallback counters (one `/metrics` scrape), its sessions (`hacctl sessions`)
+/// and the end of its log.
+fn diagnose() -> String {
+    let scrape = String::from_utf8_lossy(&lab(&["metrics"]).stdout).into_owned();
+    let counters: Vec<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            ["drop", "fail", "fallback", "handoff"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    let sessions = String::from_utf8_lossy(&lab(&["ctl", "session", "list"]).stdout).into_owned();
+    let log = std::fs::read_to_string("/run/hac-lab/hacd.log").unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    format!(
+        "hacd counters:\n{}\nsessions:\n{sessions}\nhacd.log (end):\n{}",
+        counters.join("\n"),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
 fn json_f64(res: &ClientResult, key: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(&res.raw).ok()?;
     v.get(key)?.as_f64()
@@ -219,9 +244,9 @@ fn dpdk_lab_two_workers() {
         let srv = peers
             .server()
             .wait_record(&res.id, Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("no server record: {res:?}"));
+            .unwrap_or_else(|| panic!("no server record: {res:?}\n{}", diagnose()));
         res.check_transfer(&srv, 4 * MB, 4 * MB)
-            .unwrap_or_else(|e| panic!("{e}: {res:?}"));
+            .unwrap_or_else(|e| panic!("{e}: {res:?}\n{}", diagnose()));
         assert_eq!(res.fallback, Some(false), "{res:?}");
     }
     // Stop hacd (SIGTERM) and read the per-worker handoff counters it logs on exit.

@@ -34,7 +34,10 @@ With --gaps it also reports how long the download went without receiving anythin
   gap of at least --gap-min seconds (at most 1000, in time order). With --gap-from S,
   max_gap only considers gaps that end S seconds or more after the start (e.g. to
   skip slow start and look at a link cut at S + 1).
-Everything is bounded by --timeout (socket timeouts plus a SIGALRM backstop).
+With --pause-at N --pause S the client stops reading for S seconds once it has
+received N bytes (its receive window closes: with a small --rcvbuf, at once); with
+--server-pause-at N --server-pause S the command line asks the server to do the
+same with the upload. Everything is bounded by --timeout (socket timeouts plus a SIGALRM backstop).
 """
 
 import argparse
@@ -105,6 +108,13 @@ def main():
     ap.add_argument("--gap-min", type=float, default=0.1)
     ap.add_argument("--gap-from", type=float, default=0.0,
                     help="max_gap only counts gaps ending this many s after the start")
+    ap.add_argument("--pause-at", type=int, default=-1,
+                    help="stop reading for --pause s after this many bytes")
+    ap.add_argument("--pause", type=float, default=0.0)
+    ap.add_argument("--server-pause-at", type=int, default=-1,
+                    help="the server stops reading the upload after this many bytes")
+    ap.add_argument("--server-pause", type=float, default=0.0)
+    ap.add_argument("--rcvbuf", type=int, default=0, help="SO_RCVBUF before connecting")
     a = ap.parse_args()
     if not (0 <= a.up <= MAX_BYTES and 0 <= a.down <= MAX_BYTES):
         sys.exit("up/down out of range")
@@ -138,14 +148,17 @@ def main():
 
     fam = socket.AF_INET6 if ":" in a.target else socket.AF_INET
     proto = IPPROTO_MPTCP if a.mptcp else 0
-    cmd = (
-        "HAC id=%s up=%d down=%d seed=%d echo=%d\n"
-        % (a.id, a.up, 0 if a.echo else a.down, a.seed, 1 if a.echo else 0)
-    ).encode()
+    cmd = "HAC id=%s up=%d down=%d seed=%d echo=%d" % (
+        a.id, a.up, 0 if a.echo else a.down, a.seed, 1 if a.echo else 0)
+    if a.server_pause_at >= 0 and a.server_pause > 0:
+        cmd += " pause_at=%d pause_ms=%d" % (a.server_pause_at, int(a.server_pause * 1000))
+    cmd = (cmd + "\n").encode()
     s = None
     try:
         s = socket.socket(fam, socket.SOCK_STREAM, proto)
         s.settimeout(a.timeout)
+        if a.rcvbuf > 0:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
         cmd_sent = False
         if a.convert_hex is not None:
             s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
@@ -242,6 +255,9 @@ def main():
                 if recv == 0 and a.convert_hex is not None:
                     # Seconds from the SYN to the first byte of the server's response.
                     res["first_byte_after"] = round(time.monotonic() - t_syn, 6)
+                if 0 <= a.pause_at <= recv and a.pause > 0 and "paused_at" not in res:
+                    res["paused_at"] = round(time.monotonic() - t0, 6)
+                    time.sleep(a.pause)
                 recv += len(d)
                 rx.update(d)
                 res["bytes_recv"] = recv

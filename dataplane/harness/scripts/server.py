@@ -51,7 +51,7 @@ def parse_cmd(line):
     parts = line.decode("ascii", "replace").strip().split()
     if not parts or parts[0] != "HAC":
         raise ValueError("bad command line %r" % line[:64])
-    cmd = {"id": "", "up": 0, "down": 0, "seed": 0, "echo": 0}
+    cmd = {"id": "", "up": 0, "down": 0, "seed": 0, "echo": 0, "pause_at": -1, "pause_ms": 0}
     for p in parts[1:]:
         k, _, v = p.partition("=")
         if k not in cmd:
@@ -60,6 +60,8 @@ def parse_cmd(line):
     for k in ("up", "down"):
         if not 0 <= cmd[k] <= MAX_BYTES:
             raise ValueError("%s out of range" % k)
+    if not 0 <= cmd["pause_ms"] <= 60000:
+        raise ValueError("pause_ms out of range")
     return cmd
 
 
@@ -155,6 +157,12 @@ def handle(conn, peer, local, io_timeout):
                 if not d:
                     break
                 on_recv(d)
+                # pause_at / pause_ms: stop reading the upload for a while once
+                # that much arrived (the receive window closes).
+                if 0 <= cmd["pause_at"] <= state["recv"] and cmd["pause_ms"] > 0:
+                    rec["paused_at"] = round(time.monotonic() - t0, 6)
+                    time.sleep(cmd["pause_ms"] / 1000.0)
+                    cmd["pause_ms"] = 0
             th.join(io_timeout + 5)
             if th.is_alive():
                 state["err"] = state["err"] or "send: still running"

@@ -48,6 +48,14 @@ pub struct ClientSpec {
     /// Report receive gaps (`--gaps`): `max_gap`, `max_gap_at`, `gaps` in the
     /// result's raw JSON.
     pub gaps: bool,
+    /// Stop reading the download for a while once this many bytes arrived
+    /// (`--pause-at`, `--pause`): the client's receive window closes.
+    pub pause: Option<(u64, Duration)>,
+    /// Ask the server to stop reading the upload likewise (`pause_at`,
+    /// `pause_ms` on the command line).
+    pub server_pause: Option<(u64, Duration)>,
+    /// `SO_RCVBUF` of the client socket, set before it connects.
+    pub rcvbuf: Option<u32>,
 }
 
 impl ClientSpec {
@@ -86,6 +94,9 @@ impl ClientSpec {
             timeout: Duration::from_secs(20),
             late_shutdown: false,
             gaps: false,
+            pause: None,
+            server_pause: None,
+            rcvbuf: None,
         }
     }
 
@@ -166,6 +177,27 @@ impl ClientSpec {
         self
     }
 
+    /// The client stops reading for `d` after `at` bytes (see the `pause` field).
+    #[must_use]
+    pub fn pause(mut self, at: u64, d: Duration) -> Self {
+        self.pause = Some((at, d));
+        self
+    }
+
+    /// The server stops reading for `d` after `at` bytes (`server_pause`).
+    #[must_use]
+    pub fn server_pause(mut self, at: u64, d: Duration) -> Self {
+        self.server_pause = Some((at, d));
+        self
+    }
+
+    /// Sets the client socket's `SO_RCVBUF` (see the `rcvbuf` field).
+    #[must_use]
+    pub fn rcvbuf(mut self, bytes: u32) -> Self {
+        self.rcvbuf = Some(bytes);
+        self
+    }
+
     fn args(&self, id: &str) -> Vec<String> {
         let mut a = vec![
             "--target".to_owned(),
@@ -204,6 +236,20 @@ impl ClientSpec {
         }
         if self.gaps {
             a.push("--gaps".to_owned());
+        }
+        if let Some((at, d)) = self.pause {
+            a.extend(["--pause-at".to_owned(), at.to_string()]);
+            a.extend(["--pause".to_owned(), format!("{:.3}", d.as_secs_f64())]);
+        }
+        if let Some((at, d)) = self.server_pause {
+            a.extend(["--server-pause-at".to_owned(), at.to_string()]);
+            a.extend([
+                "--server-pause".to_owned(),
+                format!("{:.3}", d.as_secs_f64()),
+            ]);
+        }
+        if let Some(n) = self.rcvbuf {
+            a.extend(["--rcvbuf".to_owned(), n.to_string()]);
         }
         a
     }
