@@ -545,6 +545,12 @@ pub(crate) struct Conn<P> {
     pub c_data_ack: DataSeq,
     /// Client receive window in bytes (from its last segment).
     pub c_win: u32,
+    /// The client's data-level right edge (RFC 8684 §3.3.5): the highest sum of
+    /// one segment's DATA_ACK and window (the window is relative to that
+    /// segment's own DATA_ACK; a later DATA_ACK from a faster subflow with it would
+    /// overstate the edge). Its low 32 bits (a window is under 2³⁰); set when
+    /// the connection is established.
+    pub c_wnd_edge: SeqNum,
 
     // ---- server leg ----
     pub pool: Sock,
@@ -861,6 +867,13 @@ impl<P> Conn<P> {
         self.s_isn + 1 + if d > 0 { d as u32 } else { 0 }
     }
 
+    /// The client's data-level right edge (`c_wnd_edge`) in the server's space.
+    pub fn server_seq_of_edge(&self) -> SeqNum {
+        let first = self.local_idsn + 1 + u64::from(self.reply_len());
+        let d = self.c_wnd_edge.diff(SeqNum(first.0 as u32));
+        self.s_isn + 1 + if d > 0 { d as u32 } else { 0 }
+    }
+
     /// A client SACK edge (our subflow space toward the client) in the server's
     /// space; None for an edge inside the Convert reply.
     pub fn sack_to_server(&self, e: SeqNum) -> Option<SeqNum> {
@@ -1039,9 +1052,10 @@ mod tests {
         let n = core::mem::size_of::<Option<Conn<crate::packet::VecPacket>>>();
         eprintln!("Option<Conn<VecPacket>>: {n} B");
         // 360 B until session 5; +16 B for the DSS-checksum ranges of the
-        // mapping (`ClientMapping::summed`); -16 B in session 9 (`FinAt`). The
+        // mapping (`ClientMapping::summed`); -16 B in session 9 (`FinAt`); +8 B
+        // in session 14 (`c_wnd_edge`: the client's data-level right edge). The
         // idle-connection target is 512 B per connection with the table's
         // overhead (docs/perf.md).
-        assert!(n <= 360, "{n}");
+        assert!(n <= 368, "{n}");
     }
 }

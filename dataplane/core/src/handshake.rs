@@ -339,6 +339,7 @@ impl<P: PacketBuf> Engine<P> {
             c_dsn_nxt: DataSeq(0),
             c_data_ack: DataSeq(0),
             c_win: 65535,
+            c_wnd_edge: SeqNum(0),
             mp: None,
             pool: Sock::UNSPECIFIED,
             server: Sock::UNSPECIFIED,
@@ -855,6 +856,7 @@ impl<P: PacketBuf> Engine<P> {
         }
         c.state = State::Established;
         c.c_data_ack = c.local_idsn + 1;
+        c.c_wnd_edge = SeqNum((c.c_data_ack + u64::from(c.c_win)).0 as u32);
         self.counters.established += 1;
         if self.conn(id).is_some_and(|c| c.fallback) {
             self.counters.fallbacks += 1;

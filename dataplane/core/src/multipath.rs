@@ -2664,17 +2664,26 @@ impl<P: PacketBuf> Engine<P> {
         let sent_edge = c.s_isn + 1 + (c.mp.as_ref().map_or(0, |m| m.fwd_end) as u32);
         let Some(c) = self.conn_mut(id) else { return 0 };
         let p_ws = c.p_ws;
-        let c_win = u64::from(c.c_win);
         // The client's window is relative to its own DATA_ACK, not to the ACK the
-        // server gets (held behind it, `mp_server_ack`).
+        // server gets (held behind it, `mp_server_ack`): its right edge, from the
+        // DATA_ACK and window of one segment (`Conn::c_wnd_edge`).
         let client_ack = c.server_ack_from_data_ack(c.c_data_ack);
+        let client_edge = c.server_seq_of_edge();
         let Some(m) = c.mp.as_mut() else { return 0 };
-        let w = c_win.min(limit).min(u64::from(u32::MAX >> 1)) as u32;
-        let mut right = if client_ack.diff(ack) > 0 {
+        let from = if client_ack.diff(ack) > 0 {
             client_ack
         } else {
             ack
-        } + w;
+        };
+        let cap = limit.min(u64::from(u32::MAX >> 1)) as u32;
+        let mut right = if client_edge.diff(from + cap) < 0 {
+            client_edge
+        } else {
+            from + cap
+        };
+        if right.diff(ack) < 0 {
+            right = ack;
+        }
         let budget_edge = sent_edge + room.min(u64::from(u32::MAX >> 2)) as u32;
         if budget_edge.diff(right) < 0 {
             right = budget_edge;

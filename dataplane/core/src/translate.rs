@@ -483,6 +483,16 @@ impl<P: PacketBuf> Engine<P> {
             c.legk_mut(k).c_ts_recent = tsval;
         }
         c.c_win = u32::from(seg.window) << leg.c_ws.min(14);
+        // RFC 8684 §3.3.5: this segment's window is relative to its own DATA_ACK.
+        if mptcp
+            && let Some(a) = data_ack
+            && a.diff(sent_max) <= 0
+        {
+            let edge = SeqNum((a + u64::from(c.c_win)).0 as u32);
+            if edge.diff(c.c_wnd_edge) > 0 {
+                c.c_wnd_edge = edge;
+            }
+        }
         if let Some(m) = c.mp.as_mut() {
             if payload_len > 0 || data_ack.is_some() {
                 m.last_up = k;

@@ -1141,6 +1141,53 @@ fn small_data_level_window_is_respected_across_subflows() {
     );
 }
 
+/// The same with a window that varies from segment to segment (the client's free
+/// buffer space: data held out of order takes room, as in Linux). Each segment's
+/// window is relative to its own DATA_ACK: a DATA_ACK from the fast subflow and
+/// the window of an older segment from the slow one, combined, overstate the
+/// right edge (Linux then drops the excess at the data level after acknowledging
+/// it on its subflow, `MPTcpExtNoDSSInWindow`: found with a paused client in
+/// `lab_multipath.rs::multipath_lab_zero_windows`).
+#[test]
+fn a_varying_data_level_window_is_respected_across_subflows() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.rcv_buf = 256 << 10;
+    st.client.ofo_takes_room = true;
+    let mut s = conn_joined(st);
+    let n = 4 << 20;
+    let d = transfer(&mut s, &pattern(10_000, 38), &pattern(n, 39), 60 * SEC);
+    eprintln!(
+        "256 KiB varying window: {:.1} Mbit/s, shares {:.2} {:.2}",
+        mbit(n, d.down_us()),
+        down_share(&s, 0),
+        down_share(&s, 1)
+    );
+}
+
+/// A client whose application stops reading for a second mid-download: its
+/// window closes (its right edge stays) and reopens with a window update. The
+/// engine never sends beyond the right edge — a DATA_ACK of one subflow with the
+/// window of an older segment of the other would overstate it (Linux drops such
+/// bytes at the data level after acknowledging them on the subflow, and the
+/// download then waits for the server's timeout: `lab_multipath.rs::
+/// multipath_lab_zero_windows`) — and the download completes.
+#[test]
+fn a_paused_reader_closes_and_reopens_the_window() {
+    let mut st = setup(false, vec![dsl(), lte()]);
+    st.client.rcv_buf = 1 << 20;
+    st.client.read_pause = Some((SEC, 2 * SEC));
+    let mut s = conn_joined(st);
+    let n = 12 << 20;
+    let d = transfer(&mut s, &[], &pattern(n, 40), 60 * SEC);
+    eprintln!(
+        "paused 1 s: {:.1} s for {} MB, shares {:.2} {:.2}",
+        d.down_us() as f64 / 1e6,
+        n >> 20,
+        down_share(&s, 0),
+        down_share(&s, 1)
+    );
+}
+
 /// DSS checksums (RFC 8684 §3.3.1) asked for by the client: every mapping the
 /// engine makes on either subflow carries a checksum the client verifies, and the
 /// engine accepts the client's.

@@ -37,7 +37,8 @@ With --gaps it also reports how long the download went without receiving anythin
 With --pause-at N --pause S the client stops reading for S seconds once it has
 received N bytes (its receive window closes: with a small --rcvbuf, at once); with
 --server-pause-at N --server-pause S the command line asks the server to do the
-same with the upload. Everything is bounded by --timeout (socket timeouts plus a SIGALRM backstop).
+same with the upload; with --server-waits the server sends its bytes (and its EOF)
+only once the whole upload is in. Everything is bounded by --timeout (socket timeouts plus a SIGALRM backstop).
 """
 
 import argparse
@@ -115,6 +116,8 @@ def main():
                     help="the server stops reading the upload after this many bytes")
     ap.add_argument("--server-pause", type=float, default=0.0)
     ap.add_argument("--rcvbuf", type=int, default=0, help="SO_RCVBUF before connecting")
+    ap.add_argument("--server-waits", action="store_true",
+                    help="the server answers (and closes) only once the upload is in")
     a = ap.parse_args()
     if not (0 <= a.up <= MAX_BYTES and 0 <= a.down <= MAX_BYTES):
         sys.exit("up/down out of range")
@@ -152,6 +155,8 @@ def main():
         a.id, a.up, 0 if a.echo else a.down, a.seed, 1 if a.echo else 0)
     if a.server_pause_at >= 0 and a.server_pause > 0:
         cmd += " pause_at=%d pause_ms=%d" % (a.server_pause_at, int(a.server_pause * 1000))
+    if a.server_waits:
+        cmd += " wait_up=1"
     cmd = (cmd + "\n").encode()
     s = None
     try:

@@ -51,7 +51,8 @@ def parse_cmd(line):
     parts = line.decode("ascii", "replace").strip().split()
     if not parts or parts[0] != "HAC":
         raise ValueError("bad command line %r" % line[:64])
-    cmd = {"id": "", "up": 0, "down": 0, "seed": 0, "echo": 0, "pause_at": -1, "pause_ms": 0}
+    cmd = {"id": "", "up": 0, "down": 0, "seed": 0, "echo": 0, "pause_at": -1, "pause_ms": 0,
+           "wait_up": 0}
     for p in parts[1:]:
         k, _, v = p.partition("=")
         if k not in cmd:
@@ -89,7 +90,7 @@ def handle(conn, peer, local, io_timeout):
     }
     rx = hashlib.sha256()
     tx = hashlib.sha256()
-    state = {"sent": 0, "recv": 0, "err": None}
+    state = {"sent": 0, "recv": 0, "err": None, "eof": False}
     try:
         conn.settimeout(io_timeout)
         buf = b""
@@ -130,6 +131,13 @@ def handle(conn, peer, local, io_timeout):
 
             def sender():
                 try:
+                    # wait_up: answer only once the whole upload is in (as an HTTP
+                    # server answers a POST), the connection open until then.
+                    deadline = time.monotonic() + io_timeout
+                    while cmd["wait_up"] and state["recv"] < cmd["up"] and not state["eof"]:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError("upload incomplete")
+                        time.sleep(0.01)
                     for c in payload_chunks(cmd["seed"] + 1, cmd["down"]):
                         conn.sendall(c)
                         tx.update(c)
@@ -155,6 +163,7 @@ def handle(conn, peer, local, io_timeout):
                         continue
                     raise
                 if not d:
+                    state["eof"] = True
                     break
                 on_recv(d)
                 # pause_at / pause_ms: stop reading the upload for a while once

@@ -56,6 +56,10 @@ pub struct ClientSpec {
     pub server_pause: Option<(u64, Duration)>,
     /// `SO_RCVBUF` of the client socket, set before it connects.
     pub rcvbuf: Option<u32>,
+    /// The server answers (sends its bytes and its EOF) only once the whole
+    /// upload is in, as an HTTP server answers a POST (`wait_up=1`). Linux joins
+    /// no subflow once its peer's DATA_FIN came: an upload-only test needs this.
+    pub server_waits: bool,
 }
 
 impl ClientSpec {
@@ -97,6 +101,7 @@ impl ClientSpec {
             pause: None,
             server_pause: None,
             rcvbuf: None,
+            server_waits: false,
         }
     }
 
@@ -198,6 +203,13 @@ impl ClientSpec {
         self
     }
 
+    /// The server answers only once the upload is in (see `server_waits`).
+    #[must_use]
+    pub fn server_waits(mut self, on: bool) -> Self {
+        self.server_waits = on;
+        self
+    }
+
     fn args(&self, id: &str) -> Vec<String> {
         let mut a = vec![
             "--target".to_owned(),
@@ -250,6 +262,9 @@ impl ClientSpec {
         }
         if let Some(n) = self.rcvbuf {
             a.extend(["--rcvbuf".to_owned(), n.to_string()]);
+        }
+        if self.server_waits {
+            a.push("--server-waits".to_owned());
         }
         a
     }

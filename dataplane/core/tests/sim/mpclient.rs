@@ -387,6 +387,16 @@ pub struct MpClientCfg {
     /// Data-level receive buffer: the window we advertise relative to DATA_ACK
     /// (RFC 8684 §3.3.4), the application reading at once.
     pub rcv_buf: u64,
+    /// Advertise the buffer's free space, as Linux does: data held out of order
+    /// above the DATA_ACK takes room, so the window (relative to the DATA_ACK of
+    /// the same segment) varies from segment to segment; its right edge never
+    /// moves left (RFC 8684 §3.3.5). Default false: always `rcv_buf`.
+    pub ofo_takes_room: bool,
+    /// The application reads nothing from `.0` to `.1` (µs): what arrives
+    /// meanwhile stays in the buffer and closes the window (relative to the
+    /// DATA_ACK, right edge kept); at `.1` it reads everything and a window update
+    /// goes out on every subflow, as Linux's does.
+    pub read_pause: Option<(u64, u64)>,
     /// The subflows, the initial one first.
     pub subflows: Vec<SubflowPlan>,
     /// Fixed MPTCP key (default: random).
@@ -413,6 +423,8 @@ impl MpClientCfg {
             min_rto_us: 200 * MS,
             max_rto_us: SEC,
             rcv_buf: 4 << 20,
+            ofo_takes_room: false,
+            read_pause: None,
             subflows: (0..subflows.max(1)).map(|_| SubflowPlan::join()).collect(),
             key: None,
             echo_add_addr: true,
@@ -762,6 +774,10 @@ pub struct MpClient {
     pub peer_data_fin: Option<u64>,
     /// Highest right edge (data offset) we advertised.
     max_right: u64,
+    /// `read_pause`: in it (the application read up to `read_upto`), over.
+    paused: bool,
+    pause_over: bool,
+    read_upto: u64,
     /// A MP_FASTCLOSE or a RST on every subflow ended the connection.
     pub conn_reset: bool,
     /// Packets to send: (subflow index, bytes).
@@ -819,6 +835,9 @@ impl MpClient {
             rx: Reasm::default(),
             peer_data_fin: None,
             max_right: cfg.rcv_buf,
+            paused: false,
+            pause_over: false,
+            read_upto: 0,
             conn_reset: false,
             out: Vec::new(),
             anomalies: Vec::new(),
@@ -923,8 +942,34 @@ impl MpClient {
             })
     }
 
+    /// The application's reading (`MpClientCfg::read_pause`) at `now`.
+    fn app_read(&mut self, now: u64) {
+        let Some((from, to)) = self.cfg.read_pause else {
+            return;
+        };
+        if !self.paused && !self.pause_over && now >= from {
+            self.paused = true;
+            self.read_upto = self.rx.nxt();
+        }
+        if self.paused && now >= to {
+            self.paused = false;
+            self.pause_over = true;
+            for i in 0..self.subs.len() {
+                if self.subs[i].state == SubState::Established {
+                    self.send_ack(now, i, None);
+                }
+            }
+        }
+    }
+
     pub fn next_timer(&self) -> Option<u64> {
         let mut t = self.data_rto_at;
+        if let Some((from, to)) = self.cfg.read_pause
+            && !self.pause_over
+        {
+            let x = if self.paused { to } else { from };
+            t = Some(t.map_or(x, |y: u64| y.min(x)));
+        }
         for s in &self.subs {
             for x in [s.syn_at, s.join_at, s.third_ack_at, s.rto_at]
                 .into_iter()
@@ -948,7 +993,22 @@ impl MpClient {
     fn window_field(&self, i: usize) -> u16 {
         let s = &self.subs[i];
         let shift = if s.ws_on { self.cfg.ws.unwrap_or(0) } else { 0 };
-        (self.cfg.rcv_buf >> shift).min(65535) as u16
+        let bytes = if self.cfg.ofo_takes_room || self.paused {
+            let mut ofo: u64 = self.rx.ooo_ranges().iter().map(|(a, b)| b - a).sum();
+            if !self.cfg.ofo_takes_room {
+                ofo = 0;
+            }
+            if self.paused {
+                ofo += self.rx.nxt() - self.read_upto;
+            }
+            let kept = self.max_right.saturating_sub(self.rx.nxt());
+            // Rounded up to the scale unit: the right edge never moves left.
+            let k = (kept + (1 << shift) - 1) >> shift << shift;
+            self.cfg.rcv_buf.saturating_sub(ofo).max(k)
+        } else {
+            self.cfg.rcv_buf
+        };
+        (bytes >> shift).min(65535) as u16
     }
 
     /// Data-level ACK: the next data offset expected (+1 once the DATA_FIN is in).
@@ -1270,6 +1330,7 @@ impl MpClient {
 
     /// A packet from the converter on the access path of subflow `i`.
     pub fn on_packet(&mut self, now: u64, i: usize, bytes: &[u8]) {
+        self.app_read(now);
         let p = match parse(bytes) {
             Ok(p) => p,
             Err(e) => return self.anomaly(now, format!("subflow {i}: unparsable packet: {e}")),
@@ -2154,6 +2215,7 @@ impl MpClient {
     // ---- timers
 
     pub fn on_timer(&mut self, now: u64) {
+        self.app_read(now);
         for i in 0..self.subs.len() {
             if self.subs[i].join_at.is_some_and(|t| t <= now) {
                 self.open_join(now, i);
