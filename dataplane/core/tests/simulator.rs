@@ -720,53 +720,38 @@ fn a_zero_window_probe_before_the_infinite_mapping_is_not_data() {
     h.check(&s, &[&first[..], &new[..]].concat(), 7001);
 }
 
-/// Without a probe the segments the client built before it fell back (their
-/// mappings never sent) follow its last mapping, placed at once; its infinite
-/// mapping then confirms the relation.
-#[test]
-fn unmapped_segments_before_the_infinite_mapping_follow_the_last_mapping() {
-    let first = pattern(4000, 46);
+/// Segments the client built before it fell back (their mappings unsent, or the
+/// first of them with its new mapping: `mapped`), then its infinite mapping: all
+/// placed at once, none refused.
+fn built_before_the_fallback(mapped: bool, seed: u8) {
+    let first = pattern(4000, seed);
     let (mut s, mut h) = ByHand::after(&first);
-    let new = pattern(4000, 47);
+    let new = pattern(4000, seed + 1);
     h.fail_and_fall_back(&mut s, 4000, &new);
-    h.send(&mut s, 5000, None, &new[1000..2000]);
+    let map = mapped.then(|| h.dss(5000, 5000, 2000, 0));
+    h.send(&mut s, 5000, map, &new[1000..2000]);
     h.send(&mut s, 6000, None, &new[2000..3000]);
-    h.send(
-        &mut s,
-        7000,
-        Some(h.dss(7000, 7000, 0, 0)),
-        &new[3000..4000],
-    );
+    let infinite = Some(h.dss(7000, 7000, 0, 0));
+    h.send(&mut s, 7000, infinite, &new[3000..4000]);
     assert_eq!(unmapped_drops(&s), 0);
     s.run_for(SEC);
     h.check(&s, &[&first[..], &new[..]].concat(), 8000);
 }
 
+/// Without a probe the segments the client built before it fell back (their
+/// mappings never sent) follow its last mapping; its infinite mapping then
+/// confirms the relation.
+#[test]
+fn unmapped_segments_before_the_infinite_mapping_follow_the_last_mapping() {
+    built_before_the_fallback(false, 46);
+}
+
 /// The other Linux timing: after its MP_FAIL answer the client still sends a new
 /// mapping (built before it fell back) whose later segments leave without a DSS,
-/// then its infinite mapping. Every segment is placed by its mapping, none refused.
+/// then its infinite mapping. Every segment is placed by its mapping.
 #[test]
 fn a_mapping_sent_after_the_mp_fail_answer_still_places_its_bytes() {
-    let first = pattern(4000, 44);
-    let (mut s, mut h) = ByHand::after(&first);
-    let new = pattern(4000, 45);
-    h.fail_and_fall_back(&mut s, 4000, &new);
-    h.send(
-        &mut s,
-        5000,
-        Some(h.dss(5000, 5000, 2000, 0)),
-        &new[1000..2000],
-    );
-    h.send(&mut s, 6000, None, &new[2000..3000]);
-    h.send(
-        &mut s,
-        7000,
-        Some(h.dss(7000, 7000, 0, 0)),
-        &new[3000..4000],
-    );
-    assert_eq!(unmapped_drops(&s), 0);
-    s.run_for(SEC);
-    h.check(&s, &[&first[..], &new[..]].concat(), 8000);
+    built_before_the_fallback(true, 44);
 }
 
 #[test]

@@ -95,6 +95,71 @@ fn diagnose() -> String {
     )
 }
 
+/// Snapshots of a live lab every 3 s while a test runs (the client namespace's
+/// TCP and MPTCP sockets, `ss -tinHM`, and hacd's sessions), the latest two kept:
+/// a stalled connection is gone from both by the time its client gives up.
+struct Watch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    snaps: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start() -> Watch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let snaps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (st, sn) = (stop.clone(), snaps.clone());
+        let t0 = std::time::Instant::now();
+        let thread = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..30 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if st.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                let ss = Command::new("ip")
+                    .args(["netns", "exec", "hac-client", "ss", "-tinHM"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                let sessions =
+                    String::from_utf8_lossy(&lab(&["ctl", "session", "list"]).stdout).into_owned();
+                let snap = format!(
+                    "--- at {:.1} s: client sockets\n{ss}sessions\n{sessions}",
+                    t0.elapsed().as_secs_f64()
+                );
+                let mut v = sn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                v.push(snap);
+                if v.len() > 2 {
+                    v.remove(0);
+                }
+            }
+        });
+        Watch {
+            stop,
+            snaps,
+            thread: Some(thread),
+        }
+    }
+
+    fn report(&self) -> String {
+        self.snaps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .join("\n")
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn json_f64(res: &ClientResult, key: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(&res.raw).ok()?;
     v.get(key)?.as_f64()
@@ -227,6 +292,7 @@ fn dpdk_lab_two_workers() {
     let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
     let peers =
         Peers::new("dpdk2", "hac-client", "hac-server", &binds, SERVER_PORT).expect("test server");
+    let watch = Watch::start();
     let clients: Vec<_> = (0..8)
         .map(|i| {
             let dest = SocketAddr::new(binds[i % 2], SERVER_PORT);
@@ -241,12 +307,13 @@ fn dpdk_lab_two_workers() {
     for c in clients {
         let res = c.wait().expect("client");
         assert_eq!(res.convert, ConvertOutcome::Ok, "{res:?}");
+        let why = || format!("{}\n{}", diagnose(), watch.report());
         let srv = peers
             .server()
             .wait_record(&res.id, Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("no server record: {res:?}\n{}", diagnose()));
+            .unwrap_or_else(|| panic!("no server record: {res:?}\n{}", why()));
         res.check_transfer(&srv, 4 * MB, 4 * MB)
-            .unwrap_or_else(|e| panic!("{e}: {res:?}\n{}", diagnose()));
+            .unwrap_or_else(|e| panic!("{e}: {res:?}\n{}", why()));
         assert_eq!(res.fallback, Some(false), "{res:?}");
     }
     // Stop hacd (SIGTERM) and read the per-worker handoff counters it logs on exit.
