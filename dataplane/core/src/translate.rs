@@ -145,7 +145,7 @@ impl<P: PacketBuf> Engine<P> {
         let mut revived: Option<usize> = None;
         // A mapping seen after our fallback: its `c_ssn_delta`, and the mapping
         // itself (None: the infinite mapping).
-        let mut fb_delta: Option<(i64, Option<ClientMapping>)> = None;
+        let mut after_fallback: Option<(i64, Option<ClientMapping>)> = None;
         if mptcp {
             // MP_CAPABLE with data: implicit mapping DSN = IDSN + 1, SSN 1 (§3.1).
             if let Some((len, csum)) = implicit {
@@ -304,7 +304,7 @@ impl<P: PacketBuf> Engine<P> {
                     let dsn = m.dsn.expand(c.c_dsn_nxt);
                     ClientMapping::new(dsn, m.ssn, u32::from(m.data_len), d.data_fin, None)
                 });
-                fb_delta = Some((delta, later));
+                after_fallback = Some((delta, later));
             } else if c.fallback
                 && payload_len > 0
                 && c.infinite_wait(payload_len)
@@ -343,7 +343,7 @@ impl<P: PacketBuf> Engine<P> {
         };
         let client_idsn = c.client_idsn;
         let c = self.conn_mut(id).expect("present");
-        if let Some((delta, later)) = fb_delta {
+        if let Some((delta, later)) = after_fallback {
             c.legk_mut(k).c_ssn_delta = delta;
             match later {
                 // A later mapping (sent before the client fell back): the bytes
@@ -582,7 +582,8 @@ impl<P: PacketBuf> Engine<P> {
                 c.fallback = true;
                 let answer = !c.mp_fail_sent();
                 if !answer {
-                    // It answers ours: its infinite mapping follows (below).
+                    // It answers ours: its infinite mapping comes with its next
+                    // new data (`Handshake::infinite_wait`).
                     c.hs_mut(now).infinite_wait = INFINITE_WAIT;
                 }
                 c.release_handshake();
