@@ -190,6 +190,34 @@ fn check_download(peers: &Peers, res: &ClientResult, down: u64) {
     assert_eq!(res.fallback, Some(false), "fell back to TCP: {res:?}");
 }
 
+/// Runs `spec` and returns the client's result with what each access link
+/// carried meanwhile: (DSL, LTE) bytes up, then down.
+fn run_counted(
+    lab: &Lab,
+    peers: &Peers,
+    spec: &ClientSpec,
+) -> (ClientResult, (u64, u64), (u64, u64)) {
+    let tx0 = (lab.tx_bytes("dsl0"), lab.tx_bytes("lte0"));
+    let rx0 = (lab.rx_bytes("dsl0"), lab.rx_bytes("lte0"));
+    let res = peers.run_client(spec).expect("client");
+    let tx = (lab.tx_bytes("dsl0") - tx0.0, lab.tx_bytes("lte0") - tx0.1);
+    let rx = (lab.rx_bytes("dsl0") - rx0.0, lab.rx_bytes("lte0") - rx0.1);
+    (res, tx, rx)
+}
+
+/// `res` converted, `up` and `down` bytes byte-exact at both ends, MPTCP kept;
+/// `summary` goes into every failure message.
+fn check_transfer_of(peers: &Peers, res: &ClientResult, up: u64, down: u64, summary: &str) {
+    assert_eq!(res.convert, ConvertOutcome::Ok, "{summary}: {res:?}");
+    let srv = peers
+        .server()
+        .wait_record(&res.id, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no server record ({summary}): {res:?}"));
+    res.check_transfer(&srv, up, down)
+        .unwrap_or_else(|e| panic!("{e} ({summary}): {res:?}"));
+    assert_eq!(res.fallback, Some(false), "fell back to TCP: {res:?}");
+}
+
 #[test]
 fn multipath_lab_failover() {
     if skip_unless_root("multipath_lab_failover") {
@@ -600,11 +628,7 @@ fn multipath_lab_both_directions_at_once() {
             .up(size)
             .down(size)
             .timeout(Duration::from_secs(60));
-        let tx0 = (lab.tx_bytes("dsl0"), lab.tx_bytes("lte0"));
-        let rx0 = (lab.rx_bytes("dsl0"), lab.rx_bytes("lte0"));
-        let res = peers.run_client(&spec).expect("client");
-        let tx = (lab.tx_bytes("dsl0") - tx0.0, lab.tx_bytes("lte0") - tx0.1);
-        let rx = (lab.rx_bytes("dsl0") - rx0.0, lab.rx_bytes("lte0") - rx0.1);
+        let (res, tx, rx) = run_counted(&lab, &peers, &spec);
         let summary = format!(
             "transfer {i}: up DSL {} LTE {} B, down DSL {} LTE {} B, {:.1} s",
             tx.0,
@@ -614,14 +638,7 @@ fn multipath_lab_both_directions_at_once() {
             res.elapsed.as_secs_f64()
         );
         eprintln!("multipath_lab_both_directions_at_once: {summary}");
-        assert_eq!(res.convert, ConvertOutcome::Ok, "{summary}: {res:?}");
-        let srv = peers
-            .server()
-            .wait_record(&res.id, Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("no server record ({summary}): {res:?}"));
-        res.check_transfer(&srv, size, size)
-            .unwrap_or_else(|e| panic!("{e} ({summary}): {res:?}"));
-        assert_eq!(res.fallback, Some(false), "fell back to TCP: {res:?}");
+        check_transfer_of(&peers, &res, size, size, &summary);
         for (what, n) in [
             ("up DSL", tx.0),
             ("up LTE", tx.1),
@@ -700,11 +717,7 @@ fn multipath_lab_zero_windows() {
             spec.up(size).server_pause(4 * MB, pause).server_waits(true)
         };
         let (up, down) = (spec.up, spec.down);
-        let tx0 = (lab.tx_bytes("dsl0"), lab.tx_bytes("lte0"));
-        let rx0 = (lab.rx_bytes("dsl0"), lab.rx_bytes("lte0"));
-        let res = peers.run_client(&spec).expect("client");
-        let tx = (lab.tx_bytes("dsl0") - tx0.0, lab.tx_bytes("lte0") - tx0.1);
-        let rx = (lab.rx_bytes("dsl0") - rx0.0, lab.rx_bytes("lte0") - rx0.1);
+        let (res, tx, rx) = run_counted(&lab, &peers, &spec);
         let (dsl, lte) = if client_pauses { rx } else { tx };
         let summary = format!(
             "{} pauses: DSL {dsl} B, LTE {lte} B, {:.1} s",
@@ -712,14 +725,7 @@ fn multipath_lab_zero_windows() {
             res.elapsed.as_secs_f64()
         );
         eprintln!("multipath_lab_zero_windows: {summary}");
-        assert_eq!(res.convert, ConvertOutcome::Ok, "{summary}: {res:?}");
-        let srv = peers
-            .server()
-            .wait_record(&res.id, Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("no server record ({summary}): {res:?}"));
-        res.check_transfer(&srv, up, down)
-            .unwrap_or_else(|e| panic!("{e} ({summary}): {res:?}"));
-        assert_eq!(res.fallback, Some(false), "fell back to TCP: {res:?}");
+        check_transfer_of(&peers, &res, up, down, &summary);
         assert!(res.elapsed >= pause, "no pause happened: {summary}");
         assert!(
             dsl >= MB && lte >= MB,
