@@ -1533,10 +1533,22 @@ impl<P: PacketBuf> Engine<P> {
         // still wait for the server's ACK: one mapping (a lone subflow maps
         // linearly, by `c_ssn_delta`), so that the walk of this subflow's ACK,
         // which stops at bytes no remembered mapping covers, can pass them.
+        // It runs to the end of the client's current mapping: the rest of that
+        // mapping arrives after the bond under the same DSS, which is not news
+        // (`upstream`) and so never noted; the walk stopped there for good (the
+        // client's retransmissions repeat the same mapping), seen in the lab
+        // when a join completed in the middle of the client's first mapping.
         if c.mptcp && !c.fallback {
             let l = &c.leg;
             let from = l.settled();
-            let len = l.c_rcv_nxt.diff(from);
+            let mut to = l.c_rcv_nxt;
+            if let Some(m) = l.mapping {
+                let m_end = l.c_isn + l.syn_len + m.ssn + (m.len - u32::from(m.data_fin));
+                if m_end.diff(to) > 0 {
+                    to = m_end;
+                }
+            }
+            let len = to.diff(from);
             let u = i64::from(from.diff(l.c_isn + 1 + l.syn_len)) - l.c_ssn_delta;
             if len > 0 && u >= 0 {
                 p0.up_maps.push_back((u as u64, from, len as u32));

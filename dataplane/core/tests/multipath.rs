@@ -647,6 +647,51 @@ fn late_join_takes_its_share_within_a_second() {
     );
 }
 
+/// A join that completes while the client's first mapping is half-way across its
+/// initial subflow (the lab's two-worker stall, seen under load: Linux sent one
+/// 32 KB mapping on DSL, the join came up after two of its segments, and the rest
+/// of the upload went over LTE while DSL sat in timeouts). The segments after the
+/// bond repeat the mapping already known, so the walk that makes the subflow's
+/// ACK must have their bytes from the bond itself; each join time of the sweep
+/// lands the bond at another point of that mapping (1 ms apart at 4 segments per
+/// 20 ms round trip). The initial subflow never times out.
+#[test]
+fn a_join_completing_inside_the_clients_first_mapping_does_not_stall_its_subflow() {
+    let mut straddled = 0;
+    for after in (0..=70).step_by(5) {
+        let mut st = setup(false, vec![dsl(), lte()]);
+        st.client.mapping_segments = 24;
+        st.client.subflows[0].window_segments = 4;
+        st.client.subflows[1].after_us = after * MS;
+        let mut s = st.build();
+        let n = 256 << 10;
+        s.client.write(&pattern(n, 40));
+        let ok = s.run_until(5 * SEC, |s| {
+            s.client.reply().is_some() && s.server.state == SState::Established
+        });
+        assert!(ok, "{}", tail(&s));
+        transfer(&mut s, &[], &pattern(n, 41), 20 * SEC);
+        let dsl = &s.client.subs[0];
+        assert_eq!(
+            dsl.rtos,
+            0,
+            "join after {after} ms: the initial subflow timed out\n{}",
+            s.summary()
+        );
+        // The join came up between first transmissions of the initial
+        // subflow's one mapping.
+        let up = s.client.subs[1].established_at.expect("joined");
+        let before = dsl.tx_log.iter().filter(|t| t.0 < up).count();
+        if before > 0 && before < dsl.tx_log.len() && dsl.tx_bytes() <= 24 * 1420 {
+            straddled += 1;
+        }
+    }
+    assert!(
+        straddled > 0,
+        "no join time of the sweep landed inside the first mapping"
+    );
+}
+
 /// A lost join SYN-ACK: the client's retransmitted SYN (same token and nonce) gets
 /// an answer, and the join completes.
 #[test]
