@@ -95,8 +95,8 @@ fn diagnose() -> String {
     )
 }
 
-/// Snapshots of a live lab every 3 s while a test runs (the client namespace's
-/// TCP and MPTCP sockets, `ss -tinHM`, and hacd's sessions), the latest two kept:
+/// Snapshots of a live lab every 3 s while a test runs (the client's and the
+/// server's TCP and MPTCP sockets, `ss -tinHM`, and hacd's sessions), the latest two kept:
 /// a stalled connection is gone from both by the time its client gives up.
 struct Watch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -118,15 +118,19 @@ impl Watch {
                         return;
                     }
                 }
-                let ss = Command::new("ip")
-                    .args(["netns", "exec", "hac-client", "ss", "-tinHM"])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default();
+                let ss = |ns: &str| {
+                    Command::new("ip")
+                        .args(["netns", "exec", ns, "ss", "-tinHM"])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default()
+                };
+                let (client, server) = (ss("hac-client"), ss("hac-server"));
                 let sessions =
                     String::from_utf8_lossy(&lab(&["ctl", "session", "list"]).stdout).into_owned();
                 let snap = format!(
-                    "--- at {:.1} s: client sockets\n{ss}sessions\n{sessions}",
+                    "--- at {:.1} s: client sockets\n{client}server sockets\n{server}\
+                     sessions\n{sessions}",
                     t0.elapsed().as_secs_f64()
                 );
                 let mut v = sn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
