@@ -216,6 +216,9 @@ pub struct Counters {
     pub cache_full: u64,
     /// Server retransmissions of data the client already had.
     pub spurious_retransmissions: u64,
+    /// Server zero-window probes on bonded connections, each answered and
+    /// passed on to the client as a probe of its own (`Tx::PathProbe`).
+    pub zero_window_probes: u64,
     /// Subflows that became suspect / dead / came back.
     pub subflows_suspect: u64,
     pub subflows_dead: u64,

@@ -95,6 +95,11 @@ pub(crate) enum Tx {
     /// A pure ACK (subflow ACK + DATA_ACK) on subflow k: the fourth ACK of a join,
     /// or a subflow ACK the server's acknowledgement made due.
     PathAck(u8),
+    /// A pure ACK on subflow k one below its oldest unacknowledged byte: an old
+    /// sequence number, which the client answers with an ACK of its own (RFC 9293
+    /// §3.10.7.4) carrying its DATA_ACK and current window — the server's
+    /// zero-window probe passed on (RFC 9293 §3.8.6.1).
+    PathProbe(u8),
     /// Local repair of the segment at this subflow sequence, from the cache.
     Repair(u8, u32),
     /// The segment at this sequence of subflow k, re-sent on another subflow.

@@ -1750,6 +1750,23 @@ impl<P: PacketBuf> Engine<P> {
                     self.schedule(c, 0, None).unwrap_or(0)
                 }
             } else {
+                if v < m.fwd_end {
+                    // An old sequence number: the server's zero-window probe
+                    // (RFC 9293 §3.8.6.1; Linux sends SND.UNA - 1). It gets our
+                    // ACK and window, and the client a probe of its own: its
+                    // answer carries its current window. The client's window
+                    // update is a pure ACK nobody retransmits; lost (seen under
+                    // load in the lab), the server's window stayed shut for good
+                    // while it probed a receiver that never saw its probes.
+                    let k = if m.paths[m.last_up].state == PathState::Active {
+                        m.last_up
+                    } else {
+                        self.schedule(c, 0, None).unwrap_or(0)
+                    };
+                    self.counters.zero_window_probes += 1;
+                    self.queue(id, Tx::ServerPureAck);
+                    self.queue(id, Tx::PathProbe(k as u8));
+                }
                 return Action::Consumed;
             };
             let sack = seg.opts.sack.is_some();

@@ -50,6 +50,7 @@ impl<P: PacketBuf> Engine<P> {
         let kk = match tx {
             Tx::JoinSynAck(k)
             | Tx::PathAck(k)
+            | Tx::PathProbe(k)
             | Tx::PathFin(k)
             | Tx::PathRst(k)
             | Tx::AddAddrEcho(k, ..)
@@ -361,7 +362,7 @@ impl<P: PacketBuf> Engine<P> {
                     &[],
                 );
             }
-            Tx::ClientAck | Tx::ClientFin | Tx::PathAck(_) | Tx::PathFin(_) => {
+            Tx::ClientAck | Tx::ClientFin | Tx::PathAck(_) | Tx::PathProbe(_) | Tx::PathFin(_) => {
                 let leg = c.legk(kk);
                 if leg.ts {
                     let _ = b.push(&TcpOption::NoOperation);
@@ -399,6 +400,9 @@ impl<P: PacketBuf> Engine<P> {
                 let seq0 = match (&c.mp, c.state, c.s_fin.get()) {
                     (Some(m), _, _) if c.bonded() && fin => {
                         m.paths[kk].fin_seq.unwrap_or(leg.e_snd_nxt)
+                    }
+                    (Some(m), _, _) if c.bonded() && matches!(tx, Tx::PathProbe(_)) => {
+                        m.paths[kk].snd_una - 1
                     }
                     (Some(_), _, _) if c.bonded() => leg.e_snd_nxt,
                     (_, State::ReplyClose, _) => c.leg.e_isn + 1 + c.reply_len(),

@@ -1225,6 +1225,38 @@ fn a_paused_reader_closes_and_reopens_the_window() {
     );
 }
 
+/// The server's zero-window probe on a bonded connection (its persist timer:
+/// Linux sends a pure ACK at SND.UNA - 1 while our window is shut and nothing
+/// is in flight). The client's window update is a pure ACK nobody retransmits;
+/// lost (seen under load in the lab), the server probed a shut window for good
+/// while the engine swallowed its probes as duplicate ACKs. Now the probe gets
+/// our ACK and window at once, and the client a probe of its own (an old
+/// sequence number on a subflow), whose answer carries its current window.
+#[test]
+fn the_servers_zero_window_probe_is_answered_and_passed_on_to_the_client() {
+    let mut s = conn_joined(setup(false, vec![dsl(), lte()]));
+    s.server.write(&pattern(256 << 10, 43));
+    let ok = s.run_until(10 * SEC, |s| s.client.server_bytes().len() == 256 << 10);
+    assert!(ok, "{}", tail(&s));
+    s.run_for(500 * MS);
+    let (acks_before, client_tx_before) = (s.server.received.len(), s.up[0].sent + s.up[1].sent);
+    let now = s.now;
+    s.server.send_zero_window_probe(now);
+    s.run_for(500 * MS);
+    assert_eq!(s.engine.counters().zero_window_probes, 1);
+    assert!(
+        s.server.received.len() > acks_before,
+        "the server's probe was not answered\n{}",
+        s.summary()
+    );
+    assert_eq!(s.client.probes_answered, 1, "{}", s.summary());
+    assert!(s.up[0].sent + s.up[1].sent > client_tx_before);
+    // Nothing else changed: the rest of the transfer is clean.
+    let d = transfer(&mut s, &[], &pattern(1 << 20, 44), 30 * SEC);
+    assert!(d.down_us() < 2 * SEC, "{}", s.summary());
+    assert_no_server_retransmissions(&s);
+}
+
 /// DSS checksums (RFC 8684 §3.3.1) asked for by the client: every mapping the
 /// engine makes on either subflow carries a checksum the client verifies, and the
 /// engine accepts the client's.

@@ -260,6 +260,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                     cache_misses = c.cache_misses,
                     cache_full = c.cache_full,
                     spurious = c.spurious_retransmissions,
+                    zero_window_probes = c.zero_window_probes,
                     suspect = c.subflows_suspect,
                     dead = c.subflows_dead,
                     revived = c.subflows_revived,

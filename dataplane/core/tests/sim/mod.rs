@@ -1748,6 +1748,12 @@ pub struct Server {
     /// Congestion window in segments (only below `window_segments` after an RTO
     /// with `slow_start_after_rto`).
     cwnd: u64,
+    /// The persist timer (RFC 9293 §3.8.6.1): data waits, nothing is in flight
+    /// and the peer's window is zero. It sends a zero-window probe (Linux's: a
+    /// pure ACK at SND.UNA - 1), backing off as the RTO does.
+    persist_at: Option<u64>,
+    persist_us: u64,
+    pub zero_window_probes: u64,
 }
 
 impl Server {
@@ -1798,6 +1804,9 @@ impl Server {
             } else {
                 cfg.initial_window
             },
+            persist_at: None,
+            persist_us: cfg.min_rto_us,
+            zero_window_probes: 0,
             cfg,
         }
     }
@@ -1848,10 +1857,10 @@ impl Server {
     }
 
     pub fn next_timer(&self) -> Option<u64> {
-        match (self.synack_at, self.rto_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.synack_at, self.rto_at, self.persist_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn tsval(&self, now: u64) -> u32 {
@@ -2029,6 +2038,28 @@ impl Server {
             self.send(now, seq, Flags::ACK | Flags::FIN, None);
             self.rto_at.get_or_insert(now + self.rto_us);
         }
+        if self.window_shut() {
+            self.persist_at.get_or_insert(now + self.persist_us);
+        } else {
+            self.persist_at = None;
+            self.persist_us = self.cfg.min_rto_us;
+        }
+    }
+
+    /// A zero-window probe now, as the persist timer sends it (Linux's
+    /// `tcp_xmit_probe_skb`: a pure ACK at SND.UNA - 1).
+    pub fn send_zero_window_probe(&mut self, now: u64) {
+        self.zero_window_probes += 1;
+        let seq = self.seq_of(self.una) - 1;
+        self.send(now, seq, Flags::ACK, None);
+    }
+
+    /// Data waits, nothing is in flight, and the peer's window is zero.
+    fn window_shut(&self) -> bool {
+        self.state == SState::Established
+            && self.snd_nxt < self.app.len() as u64
+            && self.una == self.snd_max
+            && self.peer_wnd == 0
     }
 
     pub fn on_timer(&mut self, now: u64) {
@@ -2036,6 +2067,14 @@ impl Server {
             self.synack_at = None;
             if self.state == SState::SynRcvd {
                 self.send_synack(now);
+            }
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            if self.window_shut() {
+                self.send_zero_window_probe(now);
+                self.persist_us = (self.persist_us * 2).min(10 * SEC);
+                self.persist_at = Some(now + self.persist_us);
             }
         }
         if self.rto_at.is_some_and(|t| t <= now) {

@@ -753,6 +753,8 @@ pub struct MpClient {
     /// joins may start).
     pub fully_established: bool,
     pub fully_established_at: Option<u64>,
+    /// Segments below RCV.NXT without data answered with an ACK (probes).
+    pub probes_answered: u64,
     pub subs: Vec<Subflow>,
     // upload
     pub app: Vec<u8>,
@@ -820,6 +822,7 @@ impl MpClient {
             mp_fail_received: Vec::new(),
             fully_established: false,
             fully_established_at: None,
+            probes_answered: 0,
             subs,
             app: Vec::new(),
             data_una: 0,
@@ -1555,7 +1558,19 @@ impl MpClient {
         if !p.payload.is_empty() || p.flags.fin() {
             self.on_sub_data(now, i, p);
         }
-        if !p.payload.is_empty() || p.flags.fin() || data_fin {
+        // RFC 9293 §3.10.7.4: an unacceptable segment (a zero-length one below
+        // RCV.NXT, e.g. a zero-window or keepalive probe at SND.UNA - 1) is
+        // answered with an ACK, as Linux does (`tcp_send_dupack`).
+        let old_probe = p.payload.is_empty()
+            && !p.flags.fin()
+            && !data_fin
+            && p.seq
+                .diff(self.subs[i].remote_isn + 1 + self.subs[i].rx.nxt() as u32)
+                < 0;
+        if old_probe {
+            self.probes_answered += 1;
+        }
+        if !p.payload.is_empty() || p.flags.fin() || data_fin || old_probe {
             self.send_ack(now, i, None);
         }
         self.pump(now);
