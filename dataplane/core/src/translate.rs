@@ -418,21 +418,8 @@ impl<P: PacketBuf> Engine<P> {
             if end.diff(c.c_dsn_nxt) > 0 {
                 c.c_dsn_nxt = end;
             }
-        } else if payload_len > 0
-            && seg.seq.diff(leg.c_rcv_nxt) < 0
-            && let Some(m) = leg.mapping
-            && let Some(mp) = c.mp.as_mut()
-        {
-            // A retransmission under the subflow's current mapping: the walk of
-            // this subflow's ACK may be stopped at it, the mapping not remembered
-            // (forgotten when the list was full), and the client repeating it is
-            // the announcement the walk waits for (`note_up_map`).
-            let u0 = m.dsn.diff(client_idsn + 1);
-            let l = if k == 0 { &c.leg } else { &mp.paths[k].leg };
-            let (seq0, settled) = (l.c_isn + l.syn_len + m.ssn, l.settled());
-            if u0 >= 0 {
-                mp.paths[k].note_mapping(u0 as u64, seq0, m.len - u32::from(m.data_fin), settled);
-            }
+        } else if payload_len > 0 && seg.seq.diff(leg.c_rcv_nxt) < 0 && c.mp.is_some() {
+            renote_current_mapping(c, k);
         }
         if let Some(m) = csum_map {
             let l = c.legk_mut(k);
@@ -1131,6 +1118,30 @@ impl<P: PacketBuf> Engine<P> {
 }
 
 #[allow(dead_code)]
+/// A retransmission under subflow `k`'s current mapping (bonded): the walk of
+/// the subflow's ACK may be stopped at it, the mapping not remembered (forgotten
+/// when the list was full), and the client repeating it is the announcement the
+/// walk waits for (`multipath::note_up_map`). Off the per-packet path.
+#[cold]
+#[inline(never)]
+fn renote_current_mapping<P>(c: &mut Conn<P>, k: usize) {
+    let idsn = c.client_idsn;
+    let leg = *c.legk(k);
+    let (Some(m), Some(mp)) = (leg.mapping, c.mp.as_mut()) else {
+        return;
+    };
+    let u0 = m.dsn.diff(idsn + 1);
+    if u0 >= 0 {
+        let seq0 = leg.c_isn + leg.syn_len + m.ssn;
+        mp.paths[k].note_mapping(
+            u0 as u64,
+            seq0,
+            m.len - u32::from(m.data_fin),
+            leg.settled(),
+        );
+    }
+}
+
 fn _assert_conn_is_send<P: Send>(c: Conn<P>) -> impl Send {
     c
 }
