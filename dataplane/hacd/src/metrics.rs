@@ -100,6 +100,8 @@ pub struct EngineStats {
     pub repairs: AtomicU64,
     /// Segments re-sent on another subflow.
     pub reinjections: AtomicU64,
+    /// Server zero-window probes on bonded connections (answered, passed on).
+    pub zero_window_probes: AtomicU64,
     /// Subscribers in the path memory; connections started with a learned hold.
     pub path_memory: AtomicU64,
     pub path_memory_seeded: AtomicU64,
@@ -162,6 +164,7 @@ impl EngineStats {
         set(&self.handshake_holds, c.handshake_holds);
         set(&self.error_replies_limited, c.error_replies_limited);
         set(&self.reinjections, c.reinjections);
+        set(&self.zero_window_probes, c.zero_window_probes);
         set(&self.generated, c.generated);
         for (i, v6) in [false, true].into_iter().enumerate() {
             let u = e.pool_usage(v6);
@@ -356,6 +359,12 @@ const FAMILIES: &[Family] = &[
     family(
         "hac_reinjections_total",
         "Segments re-sent on another subflow after a subflow failed.",
+        COUNTER,
+        &[],
+    ),
+    family(
+        "hac_zero_window_probes_total",
+        "Server zero-window probes on bonded connections, answered with the current window and passed on to the client as a probe of its own (RFC 9293 3.8.6.1).",
         COUNTER,
         &[],
     ),
@@ -633,6 +642,7 @@ impl HacCollector {
             }
             "hac_repairs_total" => s.add(&[], e(|x| &x.repairs)),
             "hac_reinjections_total" => s.add(&[], e(|x| &x.reinjections)),
+            "hac_zero_window_probes_total" => s.add(&[], e(|x| &x.zero_window_probes)),
             "hac_path_memory_subscribers" => s.add(&[], e(|x| &x.path_memory)),
             "hac_path_memory_seeded_total" => s.add(&[], e(|x| &x.path_memory_seeded)),
             "hac_ack_hold_growth_total" => {
