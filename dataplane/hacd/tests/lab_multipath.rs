@@ -742,6 +742,18 @@ fn multipath_lab_zero_windows() {
                 gap < pause.as_secs_f64() + 1.0,
                 "the download stalled {gap:.1} s: {summary}"
             );
+            // The client's buffer (Linux's default at most 6 MB) cannot hold the
+            // 12 MB left at the pause: the server's window shut and it probed
+            // (its persist timer), and the probes went through us: answered, and
+            // passed on to the client (RFC 9293 §3.8.6.1).
+            let out = lab.sh(&["metrics"], 30);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let probes = text
+                .lines()
+                .find_map(|l| l.strip_prefix("hac_zero_window_probes_total"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no zero-window probe counter:\n{text}"));
+            assert!(probes >= 1.0, "no zero-window probe seen: {summary}");
         }
     }
 }
