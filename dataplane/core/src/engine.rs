@@ -100,6 +100,11 @@ pub(crate) enum Tx {
     /// §3.10.7.4) carrying its DATA_ACK and current window — the server's
     /// zero-window probe passed on (RFC 9293 §3.8.6.1).
     PathProbe(u8),
+    /// A data-less DATA_FIN (SSN 0, length 1, RFC 8684 §3.3.3) with our
+    /// DATA_ACK on subflow k, right after the server's last bytes: a bonded
+    /// connection never puts the DATA_FIN on a mapping with data (see
+    /// `mp_downstream`).
+    PathDataFin(u8),
     /// Local repair of the segment at this subflow sequence, from the cache.
     Repair(u8, u32),
     /// The segment at this sequence of subflow k, re-sent on another subflow.

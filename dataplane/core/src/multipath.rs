@@ -1852,11 +1852,24 @@ impl<P: PacketBuf> Engine<P> {
             return Action::Drop(DropReason::ClientGone);
         };
         self.counters.placements[c.scheduler as usize] += 1;
-        let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin, None);
+        // The server's last bytes with its FIN: the bytes go under a mapping of
+        // their own and the DATA_FIN right after, data-less. On a mapping with
+        // data, any second copy of those bytes (a repair, a reinjection, the
+        // server's retransmission) that reaches the client after the first
+        // carries the DATA_FIN on old data: Linux (6.18) records it, discards
+        // the bytes and never acts on it, and ignores every later DATA_FIN (the
+        // soak under load, session 15: the client at FIN-WAIT-2 for good, the
+        // server retransmitting its FIN).
+        let data_fin_apart = fin && payload_len > 0;
+        let fin_here = fin && !data_fin_apart;
+        let action = self.mp_emit_in_place(now, id, k, seg, pkt, Some(v), fin_here, None);
         if let Action::Forward(_) = action {
-            self.record(now, id, k, v, payload_len, fin, pkt);
+            self.record(now, id, k, v, payload_len, fin_here, pkt);
             if payload_len > 0 {
                 self.cache_from_retransmission(id, v, v + u64::from(payload_len), pkt);
+            }
+            if data_fin_apart {
+                self.queue(id, Tx::PathDataFin(k as u8));
             }
         }
         self.ack_other_paths(id, k, seg.opts.sack.is_some());

@@ -51,6 +51,7 @@ impl<P: PacketBuf> Engine<P> {
             Tx::JoinSynAck(k)
             | Tx::PathAck(k)
             | Tx::PathProbe(k)
+            | Tx::PathDataFin(k)
             | Tx::PathFin(k)
             | Tx::PathRst(k)
             | Tx::AddAddrEcho(k, ..)
@@ -362,7 +363,12 @@ impl<P: PacketBuf> Engine<P> {
                     &[],
                 );
             }
-            Tx::ClientAck | Tx::ClientFin | Tx::PathAck(_) | Tx::PathProbe(_) | Tx::PathFin(_) => {
+            Tx::ClientAck
+            | Tx::ClientFin
+            | Tx::PathAck(_)
+            | Tx::PathProbe(_)
+            | Tx::PathDataFin(_)
+            | Tx::PathFin(_) => {
                 let leg = c.legk(kk);
                 if leg.ts {
                     let _ = b.push(&TcpOption::NoOperation);
@@ -376,7 +382,28 @@ impl<P: PacketBuf> Engine<P> {
                 // subflow: the client offered it and our SYN-ACK granted it).
                 let sub_ack = c.subflow_ack(kk);
                 let sack = c.client_sack(kk, sub_ack);
-                if sack.len() >= 2 && mptcp {
+                let data_fin = match (tx, c.s_fin.get()) {
+                    (Tx::PathDataFin(_), Some(f)) if mptcp => Some(c.e_dsn(f)),
+                    _ => None,
+                };
+                if let Some(dsn) = data_fin {
+                    // RFC 8684 §3.3.3: SSN 0, data-level length 1; its checksum
+                    // over the pseudo-header alone (§3.3.1).
+                    let m = Mapping {
+                        dsn: DataSeqField::Bits64(dsn),
+                        ssn: 0,
+                        data_len: 1,
+                        checksum: c.csum.then(|| {
+                            hac_wire::checksum::dss_checksum(
+                                dsn.0,
+                                0,
+                                1,
+                                hac_wire::checksum::Checksum::new(),
+                            )
+                        }),
+                    };
+                    dss_ack(&mut b, Some(m), true);
+                } else if sack.len() >= 2 && mptcp {
                     // 40 option bytes: timestamps (12), a DSS with a 4-byte DATA_ACK
                     // (8; RFC 8684 §3.3.2 allows either size) and two SACK blocks
                     // (20). With the 8-byte DATA_ACK only one block fits.
@@ -392,8 +419,10 @@ impl<P: PacketBuf> Engine<P> {
                 } else {
                     dss_ack(&mut b, None, false);
                 }
-                let room = (40 - b.len()).saturating_sub(4) / 8;
-                push_sack(&mut b, &sack.first(room));
+                if data_fin.is_none() {
+                    let room = (40 - b.len()).saturating_sub(4) / 8;
+                    push_sack(&mut b, &sack.first(room));
+                }
                 port = Port::Access;
                 (out_src, out_dst) = (leg.service, leg.client);
                 let fin = matches!(tx, Tx::ClientFin | Tx::PathFin(_));

@@ -1645,6 +1645,10 @@ pub struct ServerCfg {
     /// (RFC 5681 §3.1 loss window, then slow start) instead of resending the whole
     /// window at once.
     pub slow_start_after_rto: bool,
+    /// The FIN rides on the last data segment when the application closed
+    /// before it left (Linux's `tcp_send_fin` on an unsent tail), instead of a
+    /// FIN segment of its own.
+    pub fin_with_data: bool,
     /// Segments of the initial congestion window, growing by one per segment
     /// acknowledged (slow start) up to `window_segments` and never reduced by
     /// loss; 0: the whole window at once.
@@ -1671,6 +1675,7 @@ impl ServerCfg {
             min_rto_us: 200 * MS,
             window_segments: 16,
             slow_start_after_rto: false,
+            fin_with_data: false,
             initial_window: 0,
             sack_recovery: false,
             mptcp: false,
@@ -2027,7 +2032,14 @@ impl Server {
                 self.retransmits += 1;
             }
             self.sent.insert(self.snd_nxt + l, (now, again));
-            self.send(now, seq, Flags::ACK | Flags::PSH, Some((self.snd_nxt, l)));
+            let last = self.snd_nxt + l == total && self.want_close && self.cfg.fin_with_data;
+            let flags = if last {
+                self.fin_sent = true;
+                Flags::ACK | Flags::PSH | Flags::FIN
+            } else {
+                Flags::ACK | Flags::PSH
+            };
+            self.send(now, seq, flags, Some((self.snd_nxt, l)));
             self.snd_nxt += l;
             self.snd_max = self.snd_max.max(self.snd_nxt);
             self.rto_at.get_or_insert(now + self.rto_us);
