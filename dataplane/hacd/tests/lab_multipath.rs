@@ -205,6 +205,17 @@ fn run_counted(
     (res, tx, rx)
 }
 
+/// The value of the sample `key` (a metric name with its labels) in one scrape
+/// of the lab's hacd.
+fn scrape(lab: &Lab, key: &str) -> f64 {
+    let out = lab.sh(&["metrics"], 30);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{key} not in the scrape:\n{text}"))
+}
+
 /// `res` converted, `up` and `down` bytes byte-exact at both ends, MPTCP kept;
 /// `summary` goes into every failure message.
 fn check_transfer_of(peers: &Peers, res: &ClientResult, up: u64, down: u64, summary: &str) {
@@ -302,13 +313,10 @@ fn multipath_lab_growth_probe_tells_cubic_from_bbr() {
     let lab = Lab::dsl_lte("g");
     let binds: [IpAddr; 2] = [SERVER_V4.parse().unwrap(), SERVER_V6.parse().unwrap()];
     let growth = |result: &str| -> u64 {
-        let out = lab.sh(&["metrics"], 30);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let key = format!("hac_ack_hold_growth_total{{result=\"{result}\"}}");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{key} not in the scrape:\n{text}")) as u64
+        scrape(
+            &lab,
+            &format!("hac_ack_hold_growth_total{{result=\"{result}\"}}"),
+        ) as u64
     };
     let size = 12 * MB;
     let spec = ClientSpec::convert(v4_dest())
@@ -746,13 +754,7 @@ fn multipath_lab_zero_windows() {
             // 12 MB left at the pause: the server's window shut and it probed
             // (its persist timer), and the probes went through us: answered, and
             // passed on to the client (RFC 9293 §3.8.6.1).
-            let out = lab.sh(&["metrics"], 30);
-            let text = String::from_utf8_lossy(&out.stdout);
-            let probes = text
-                .lines()
-                .find_map(|l| l.strip_prefix("hac_zero_window_probes_total"))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or_else(|| panic!("no zero-window probe counter:\n{text}"));
+            let probes = scrape(&lab, "hac_zero_window_probes_total");
             assert!(probes >= 1.0, "no zero-window probe seen: {summary}");
         }
     }
